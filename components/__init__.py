@@ -1,0 +1,1 @@
+"""KFP components of gmpo-kfp (shipped as ``gmpo_kfp.components``)."""

@@ -1,0 +1,5 @@
+import sys
+
+from gmpo_kfp.cli import main
+
+sys.exit(main())

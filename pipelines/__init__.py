@@ -1,0 +1,1 @@
+"""KFP pipelines of gmpo-kfp (shipped as ``gmpo_kfp.pipelines``)."""
