@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 
 from gmpo_kfp import __version__
@@ -25,6 +26,65 @@ def _cmd_losses(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_presets_list(args: argparse.Namespace) -> int:
+    from gmpo_kfp.presets import preset_names, preset_summary
+
+    names = preset_names()
+    width = max(map(len, names))
+    for name in names:
+        print(f"{name:{width}s}  {preset_summary(name)}")
+    return 0
+
+
+def _cmd_presets_show(args: argparse.Namespace) -> int:
+    from gmpo_kfp.presets import load_preset, preset_text
+
+    load_preset(args.name)  # validates, and refuses an unknown name in one line
+    print(preset_text(args.name), end="")
+    return 0
+
+
+def resolve_config(args: argparse.Namespace):
+    """--preset / --config, then --set overrides, as one validated config."""
+    from gmpo_kfp.config import apply_overrides, load_config
+    from gmpo_kfp.presets import DEFAULT_PRESET, load_preset
+
+    if args.config and args.preset:
+        raise ValueError("--config and --preset both given: pass one of them")
+    config = load_config(args.config) if args.config else load_preset(args.preset or DEFAULT_PRESET)
+    return apply_overrides(config, args.set or [])
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    config = resolve_config(args)
+    if args.format == "verl":
+        import shlex
+
+        from gmpo_kfp.engines.verl import verl_command
+
+        cmd = [shlex.quote(part) for part in verl_command(config)]
+        print(" ".join(cmd[:3]) + "".join(f" \\\n    {part}" for part in cmd[3:]))
+    else:
+        from gmpo_kfp.config import config_to_dict
+
+        print(yaml.safe_dump(config_to_dict(config), sort_keys=False), end="")
+    return 0
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """--preset, --config and --set, shared by every command that takes a config."""
+    parser.add_argument("--preset", help="a named preset (gmpo presets list); default tiny-cpu")
+    parser.add_argument("--config", help="a YAML config file instead of a preset")
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a field, e.g. --set optim.lr=1e-6 (repeatable)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gmpo",
@@ -37,10 +97,29 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     losses = sub.add_parser("losses", help="list the registered policy losses")
     losses.set_defaults(func=_cmd_losses)
+
+    presets = sub.add_parser("presets", help="list or show the training presets")
+    presets_sub = presets.add_subparsers(dest="presets_command", metavar="ACTION", required=True)
+    presets_sub.add_parser("list", help="one line per preset").set_defaults(func=_cmd_presets_list)
+    show = presets_sub.add_parser("show", help="print a preset's YAML")
+    show.add_argument("name")
+    show.set_defaults(func=_cmd_presets_show)
+
+    config = sub.add_parser(
+        "config", help="print the effective config, or the verl command it maps to"
+    )
+    add_config_arguments(config)
+    config.add_argument("--format", choices=("yaml", "verl"), default="yaml")
+    config.set_defaults(func=_cmd_config)
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"gmpo: warning: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    warnings.formatwarning = _one_line_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:

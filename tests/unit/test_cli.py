@@ -33,3 +33,56 @@ def test_unknown_command_is_one_line_and_exit_2():
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
     assert "invalid choice: 'frobnicate'" in out.stderr
+
+
+def test_presets_list_and_show():
+    out = gmpo("presets", "list")
+    assert out.returncode == 0
+    assert [line.split()[0] for line in out.stdout.splitlines()][-1] == "tiny-cpu"
+    out = gmpo("presets", "show", "gmpo-qwen2.5-7b-math")
+    assert out.returncode == 0 and "Qwen/Qwen2.5-Math-7B" in out.stdout
+
+
+def test_config_prints_yaml_and_the_verl_command():
+    import shlex
+
+    import yaml
+
+    out = gmpo("config", "--preset", "gmpo-qwen2.5-7b-math", "--set", "rollout.n=7")
+    assert out.returncode == 0
+    assert yaml.safe_load(out.stdout)["rollout"]["n"] == 7
+    out = gmpo("config", "--preset", "gmpo-qwen2.5-7b-math", "--format", "verl")
+    argv = shlex.split(out.stdout.replace("\\\n", " "))
+    assert argv[:3] == ["python3", "-m", "verl.trainer.main_ppo"]
+    assert "actor_rollout_ref.actor.policy_loss.loss_mode=gmpo" in argv
+    assert 'data.train_files=["~/data/gsm8k/train.parquet","~/data/math/train.parquet"]' in argv
+
+
+def test_bad_config_inputs_are_one_line_errors():
+    cases = {
+        ("presets", "show", "nope"): "unknown preset 'nope'; known presets:",
+        ("config", "--set", "rollout.n=x"): "rollout.n must be an integer, got 'x'",
+        ("config", "--set", "optim.lrr=1"): "unknown config key optim.lrr",
+        ("config", "--config", "/nonexistent.yaml"): "config file /nonexistent.yaml does not exist",
+        ("config", "--preset", "tiny-cpu", "--config", "x.yaml"): "--config and --preset both",
+    }
+    for args, message in cases.items():
+        out = gmpo(*args)
+        assert out.returncode == 2, args
+        assert out.stdout == ""
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("gmpo: error: "), args
+        assert message in lines[0], args
+
+
+def test_moe_clip_warning_is_one_line():
+    out = gmpo(
+        "config",
+        "--preset",
+        "gmpo-dapo-qwen3-30b-a3b-math",
+        "--set",
+        "algorithm.clip_ratio_high=0.4",
+    )
+    assert out.returncode == 0
+    assert out.stderr.startswith("gmpo: warning: model.moe is set")
+    assert len(out.stderr.strip().splitlines()) == 1

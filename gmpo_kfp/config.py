@@ -1,0 +1,438 @@
+"""The typed training config shared by both engines (TRL on one machine, verl on a cluster).
+
+One :class:`TrainConfig` made of small sections. Every field has a ``help`` text
+and is validated when the config is built; a bad value raises :class:`ConfigError`
+with one line naming the dotted field and the fix. Configs load from YAML
+(:func:`load_config`) and take dotted overrides (``--set optim.lr=1e-6``,
+:func:`apply_overrides`); an unknown key is an error, never ignored.
+
+What an engine cannot honour is documented where it maps the config
+(:mod:`gmpo_kfp.engines.verl`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import yaml
+
+__all__ = [
+    "ConfigError",
+    "TrainConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "config_to_dict",
+    "field_help",
+    "load_config",
+    "parse_override",
+]
+
+#: MoE models train less stably; the GMPO authors advise this clip or lower.
+MOE_MAX_CLIP = 0.2
+
+
+class ConfigError(ValueError):
+    """A config value or key is wrong; the message names the field and the fix."""
+
+
+def _f(default: Any, help: str, **rules: Any) -> Any:
+    """A dataclass field with its documentation and validation rules in metadata.
+
+    Rules: ``min`` / ``max`` (inclusive), ``gt`` (exclusive lower bound),
+    ``choices`` (allowed values).
+    """
+    meta = {"help": help, **rules}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+class _Section:
+    """A config section: validates its fields when constructed."""
+
+    _prefix: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        _validate(self, self._prefix)
+
+
+@dataclass
+class ModelConfig(_Section):
+    _prefix: ClassVar[str] = "model."
+    path: str = _f("tiny", "model to train: a Hugging Face id, a local model directory, or 'tiny'")
+    moe: bool = _f(False, "the model is a mixture of experts (clip above 0.2 warns)")
+    gradient_checkpointing: bool = _f(False, "recompute activations in backward to save memory")
+    remove_padding: bool = _f(True, "verl: pack sequences without padding (use_remove_padding)")
+    max_position_embeddings: int | None = _f(
+        None, "override the model's max_position_embeddings (e.g. 32768 for long responses)", gt=0
+    )
+
+
+@dataclass
+class DataConfig(_Section):
+    _prefix: ClassVar[str] = "data."
+    train_files: list[str] = _f([], "training data: verl RL parquet files (local paths or s3://)")
+    val_files: list[str] = _f([], "validation data: verl RL parquet files")
+    max_prompt_length: int = _f(1024, "longest prompt in tokens", gt=0)
+    max_response_length: int = _f(1024, "longest sampled response in tokens", gt=0)
+    filter_overlong_prompts: bool = _f(True, "drop prompts longer than max_prompt_length")
+    truncation: str = _f(
+        "error",
+        "what to do with a prompt that is still too long",
+        choices=("error", "left", "right"),
+    )
+
+
+@dataclass
+class AlgorithmConfig(_Section):
+    _prefix: ClassVar[str] = "algorithm."
+    loss: str = _f("gmpo", "policy loss", choices=("gmpo", "grpo", "gspo"))
+    clip_ratio_low: float = _f(0.4, "lower clip bound (log space for gmpo, ratio space else)", gt=0)
+    clip_ratio_high: float = _f(
+        0.4, "upper clip bound (log space for gmpo, ratio space else)", gt=0
+    )
+    adv_estimator: str = _f(
+        "grpo", "advantage: grpo (mean/std) or drgrpo (mean only)", choices=("grpo", "drgrpo")
+    )
+    use_kl_loss: bool = _f(False, "add a KL-to-reference loss (needs a reference model)")
+    kl_beta: float = _f(0.001, "weight of the KL loss when use_kl_loss is on", min=0)
+    kl_estimator: str = _f(
+        "low_var_kl", "KL estimator for the KL loss", choices=("k1", "k2", "k3", "low_var_kl")
+    )
+    entropy_coeff: float = _f(0.0, "entropy bonus weight", min=0)
+    ppo_epochs: int = _f(1, "optimisation passes over each rollout batch", gt=0)
+    loss_agg_mode: str = _f(
+        "token-mean",
+        "aggregation of per-token losses for grpo/gspo (gmpo aggregates per sequence)",
+        choices=(
+            "token-mean",
+            "token-sum",
+            "seq-mean-token-mean",
+            "seq-mean-token-sum",
+            "seq-mean-token-sum-norm",
+        ),
+    )
+
+
+@dataclass
+class RolloutConfig(_Section):
+    _prefix: ClassVar[str] = "rollout."
+    n: int = _f(8, "responses sampled per prompt (the group size)", gt=0)
+    temperature: float = _f(1.0, "sampling temperature for training rollouts", min=0)
+    top_p: float = _f(1.0, "nucleus sampling for training rollouts", gt=0, max=1)
+    val_temperature: float = _f(0.0, "validation sampling temperature (0 = greedy)", min=0)
+    val_top_p: float = _f(1.0, "validation nucleus sampling", gt=0, max=1)
+    val_n: int = _f(1, "validation samples per prompt", gt=0)
+
+
+@dataclass
+class OptimConfig(_Section):
+    _prefix: ClassVar[str] = "optim."
+    lr: float = _f(1e-6, "learning rate", gt=0)
+    warmup_steps: int = _f(0, "linear learning-rate warm-up steps", min=0)
+    lr_schedule: str = _f(
+        "constant", "learning rate after warm-up", choices=("constant", "linear", "cosine")
+    )
+    weight_decay: float = _f(0.01, "AdamW weight decay", min=0)
+    grad_clip: float = _f(1.0, "gradient norm clip", gt=0)
+    adam_beta2: float = _f(0.999, "AdamW beta2", gt=0, max=1)
+
+
+@dataclass
+class BatchConfig(_Section):
+    _prefix: ClassVar[str] = "batch."
+    train_batch_size: int = _f(128, "prompts per rollout batch", gt=0)
+    mini_batch_size: int = _f(128, "prompts per optimiser step (ppo_mini_batch_size)", gt=0)
+    micro_batch_size_per_gpu: int = _f(8, "sequences per forward/backward on one GPU", gt=0)
+    log_prob_micro_batch_size_per_gpu: int = _f(
+        16, "sequences per log-prob forward (rollout and reference)", gt=0
+    )
+    dynamic_batch_size: bool = _f(False, "pack micro-batches by token count (use_dynamic_bsz)")
+    max_token_len_per_gpu: int = _f(16384, "token budget per GPU with dynamic_batch_size", gt=0)
+
+
+@dataclass
+class TrainerConfig(_Section):
+    _prefix: ClassVar[str] = "trainer."
+    total_epochs: int = _f(1, "passes over the training prompts", gt=0)
+    total_steps: int | None = _f(None, "stop after this many rollout steps (None: epochs)", gt=0)
+    save_freq: int = _f(100, "checkpoint every N steps (-1: never)", min=-1)
+    test_freq: int = _f(100, "validate every N steps (-1: never)", min=-1)
+    val_before_train: bool = _f(True, "validate once before the first step")
+    seed: int = _f(42, "random seed", min=0)
+    output_dir: str = _f("runs/gmpo", "checkpoints, metrics and the final model go here")
+    resume: str = _f(
+        "auto",
+        "continue from the latest checkpoint (auto) or start over",
+        choices=("auto", "disable"),
+    )
+
+
+@dataclass
+class ResourcesConfig(_Section):
+    _prefix: ClassVar[str] = "resources."
+    nnodes: int = _f(1, "nodes (more than one: a KubeRay RayJob)", gt=0)
+    gpus_per_node: int = _f(0, "GPUs per node (0: CPU)", min=0)
+
+
+@dataclass
+class VerlConfig(_Section):
+    _prefix: ClassVar[str] = "verl."
+    rollout_tensor_parallel: int = _f(1, "vLLM tensor-parallel size", gt=0)
+    gpu_memory_utilization: float = _f(0.6, "vLLM share of GPU memory", gt=0, max=1)
+    enable_chunked_prefill: bool | None = _f(None, "vLLM chunked prefill (None: verl's default)")
+    max_num_batched_tokens: int | None = _f(None, "vLLM token budget per step", gt=0)
+    actor_param_offload: bool = _f(False, "FSDP: offload actor parameters to CPU")
+    actor_optimizer_offload: bool = _f(False, "FSDP: offload optimizer state to CPU")
+    ref_param_offload: bool = _f(True, "FSDP: offload reference parameters to CPU")
+    fsdp_size: int = _f(-1, "FSDP shard group size (-1: all GPUs)", min=-1)
+    ulysses_sequence_parallel: int = _f(1, "Ulysses sequence-parallel size", gt=0)
+    reward_manager: str = _f("naive", "verl reward manager", choices=("naive", "dapo", "prime"))
+    overlong_buffer_len: int = _f(0, "DAPO overlong penalty span in tokens (0: off)", min=0)
+    overlong_penalty_factor: float = _f(1.0, "DAPO overlong penalty at the longest length", min=0)
+    checkpoint_contents: list[str] = _f(
+        ["model", "optimizer", "extra"], "what a checkpoint holds (checkpoint.save_contents)"
+    )
+    extra: list[str] = _f([], "further Hydra overrides, passed last and verbatim")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; see each section's fields for their meaning."""
+
+    name: str = _f("gmpo", "run name (experiment and checkpoint folders)")
+    engine: str = _f("trl", "trl (one machine) or verl (Ray cluster)", choices=("trl", "verl"))
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "the policy"})
+    data: DataConfig = field(default_factory=DataConfig, metadata={"help": "training data"})
+    algorithm: AlgorithmConfig = field(
+        default_factory=AlgorithmConfig, metadata={"help": "loss, advantages and regularisers"}
+    )
+    rollout: RolloutConfig = field(default_factory=RolloutConfig, metadata={"help": "sampling"})
+    optim: OptimConfig = field(default_factory=OptimConfig, metadata={"help": "optimiser"})
+    batch: BatchConfig = field(default_factory=BatchConfig, metadata={"help": "batch sizes"})
+    trainer: TrainerConfig = field(
+        default_factory=TrainerConfig, metadata={"help": "length, checkpoints, validation"}
+    )
+    resources: ResourcesConfig = field(
+        default_factory=ResourcesConfig, metadata={"help": "nodes and GPUs"}
+    )
+    verl: VerlConfig = field(default_factory=VerlConfig, metadata={"help": "verl-only knobs"})
+
+    def __post_init__(self) -> None:
+        _validate(self, "")
+        if self.batch.mini_batch_size > self.batch.train_batch_size:
+            raise ConfigError(
+                f"batch.mini_batch_size ({self.batch.mini_batch_size}) exceeds "
+                f"batch.train_batch_size ({self.batch.train_batch_size}): lower it or raise "
+                "batch.train_batch_size"
+            )
+        if self.batch.train_batch_size % self.batch.mini_batch_size:
+            raise ConfigError(
+                f"batch.train_batch_size ({self.batch.train_batch_size}) must be a multiple of "
+                f"batch.mini_batch_size ({self.batch.mini_batch_size})"
+            )
+        a = self.algorithm
+        if self.model.moe and max(a.clip_ratio_low, a.clip_ratio_high) > MOE_MAX_CLIP:
+            warnings.warn(
+                f"model.moe is set and the clip ratio is above {MOE_MAX_CLIP} "
+                f"({a.clip_ratio_low}/{a.clip_ratio_high}): the GMPO authors saw MoE runs "
+                f"collapse at 0.4 and advise algorithm.clip_ratio_low/high={MOE_MAX_CLIP}",
+                UserWarning,
+                stacklevel=3,
+            )
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _is_section(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _type_name(tp: Any) -> str:
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in args if a is not type(None)) + " or null"
+    if typing.get_origin(tp) is list:
+        return f"a list of {_type_name(args[0])}"
+    return _TYPE_NAMES.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; ints widen to float, nothing else."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(tp):
+            return None
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}")
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    ok = (
+        (tp is bool and isinstance(value, bool))
+        or (tp is int and isinstance(value, int) and not isinstance(value, bool))
+        or (tp is float and isinstance(value, (int, float)) and not isinstance(value, bool))
+        or (tp is str and isinstance(value, str))
+    )
+    if not ok:
+        raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}")
+    return float(value) if tp is float else value
+
+
+def _validate(obj: Any, prefix: str) -> None:
+    hints = _hints(type(obj))
+    for f in dataclasses.fields(obj):
+        key = f"{prefix}{f.name}"
+        tp = hints[f.name]
+        value = getattr(obj, f.name)
+        if _is_section(tp):
+            if not isinstance(value, tp):
+                raise ConfigError(f"{key} must be a mapping of its fields, got {value!r}")
+            continue  # a section validated itself on construction
+        value = _coerce(value, tp, key)
+        object.__setattr__(obj, f.name, value)
+        if value is None:
+            continue
+        _check_rules(value, f.metadata, key)
+
+
+def _check_rules(value: Any, rules: Mapping[str, Any], key: str) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number, got {value!r}")
+    if "choices" in rules and value not in rules["choices"]:
+        raise ConfigError(f"{key} must be one of {', '.join(rules['choices'])}; got {value!r}")
+    if "gt" in rules and not value > rules["gt"]:
+        raise ConfigError(f"{key} must be > {rules['gt']}, got {value!r}")
+    if "min" in rules and not value >= rules["min"]:
+        raise ConfigError(f"{key} must be >= {rules['min']}, got {value!r}")
+    if "max" in rules and not value <= rules["max"]:
+        raise ConfigError(f"{key} must be <= {rules['max']}, got {value!r}")
+
+
+# --------------------------------------------------------------------------- dict / YAML
+
+
+def config_from_dict(data: Mapping[str, Any] | None) -> TrainConfig:
+    """Build a config from nested mappings; unknown keys raise :class:`ConfigError`."""
+    return _build(TrainConfig, data or {}, "")
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    where = prefix.rstrip(".") or "the config"
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where} must be a mapping of fields, got {data!r}")
+    hints = _hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            known = ", ".join(sorted(names))
+            raise ConfigError(f"unknown config key {prefix}{key!s}; known keys here: {known}")
+        tp = hints[key]
+        kwargs[key] = _build(tp, value, f"{prefix}{key}.") if _is_section(tp) else value
+    return cls(**kwargs)
+
+
+def config_to_dict(config: TrainConfig) -> dict[str, Any]:
+    """The config as plain nested dicts (YAML-ready)."""
+    return dataclasses.asdict(config)
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a YAML config file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} does not exist: pass the path of a YAML config")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config file {p} is not valid YAML{at}: fix its syntax") from None
+    return config_from_dict(data)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b.c=value`` -> (["a", "b", "c"], value); the value is read as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} is not key=value: write e.g. optim.lr=1e-6")
+    parts = key.strip().split(".")
+    if any(not p for p in parts):
+        raise ConfigError(f"override key {key!r} has an empty part: write e.g. optim.lr=1e-6")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str) and _looks_numeric(value):
+        value = float(value)  # YAML 1.1 reads 1e-6 as a string
+    return parts, value
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return text.strip().lower() not in {"nan", "inf", "-inf", "+inf", "infinity", "-infinity"}
+
+
+def apply_overrides(config: TrainConfig, overrides: Iterable[str]) -> TrainConfig:
+    """Apply dotted ``key=value`` overrides and validate the result."""
+    data = config_to_dict(config)
+    for text in overrides:
+        parts, value = parse_override(text)
+        node: Any = data
+        for depth, part in enumerate(parts[:-1]):
+            if not isinstance(node, dict) or not isinstance(node.get(part), dict):
+                dotted = ".".join(parts[: depth + 1])
+                raise ConfigError(f"unknown config section {dotted} in override {text!r}")
+            node = node[part]
+        if parts[-1] not in node:
+            section = ".".join(parts[:-1]) or "the config"
+            known = ", ".join(sorted(node))
+            raise ConfigError(
+                f"unknown config key {'.'.join(parts)} in {section}; known keys here: {known}"
+            )
+        if isinstance(node[parts[-1]], dict):
+            raise ConfigError(f"{'.'.join(parts)} is a section: set one of its fields")
+        node[parts[-1]] = value
+    return config_from_dict(data)
+
+
+def field_help() -> list[tuple[str, str, Any]]:
+    """(dotted key, help, default) for every field, in declaration order."""
+    rows: list[tuple[str, str, Any]] = []
+
+    def walk(cls: type, prefix: str) -> None:
+        hints = _hints(cls)
+        defaults = cls()
+        for f in dataclasses.fields(cls):
+            tp = hints[f.name]
+            if _is_section(tp):
+                walk(tp, f"{prefix}{f.name}.")
+            else:
+                rows.append((f"{prefix}{f.name}", f.metadata["help"], getattr(defaults, f.name)))
+
+    walk(TrainConfig, "")
+    return rows

@@ -1,0 +1,156 @@
+"""Config -> the Hydra overrides of ``python3 -m verl.trainer.main_ppo`` (verl 0.9.1).
+
+verl is never imported here: it runs in a child process (or on a Ray cluster)
+with these overrides and our loss plugin.
+
+Mapping notes, and what verl cannot honour:
+
+- ``algorithm.loss``: ``gmpo`` selects our registered loss (``loss_mode=gmpo``,
+  split-invariant, see :mod:`gmpo_kfp.verl_plugin`) where verl's scripts use
+  ``geo_mean``; ``grpo`` -> ``vanilla``; ``gspo`` -> ``gspo``.
+- ``algorithm.adv_estimator=drgrpo`` -> verl's ``grpo`` with
+  ``norm_adv_by_std_in_grpo=False``.
+- ``optim.lr_schedule=linear`` has no verl equivalent (constant or cosine); it is
+  refused here rather than silently changed. ``optim.adam_beta2`` maps to
+  ``optim.betas``.
+- ``rollout.val_*`` map to ``rollout.val_kwargs``; verl validates greedily when
+  ``val_temperature`` is 0.
+- DAPO's overlong reward shaping uses verl 0.9.1's ``reward`` section
+  (``reward.reward_manager.name=dapo``, ``+reward.reward_kwargs...``), where the
+  July 2025 scripts wrote ``reward_model.reward_manager`` and
+  ``+reward_model.reward_kwargs``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gmpo_kfp.config import ConfigError, TrainConfig
+
+A = "actor_rollout_ref.actor."
+R = "actor_rollout_ref.rollout."
+REF = "actor_rollout_ref.ref."
+M = "actor_rollout_ref.model."
+
+#: Our loss names -> verl's ``policy_loss.loss_mode``.
+VERL_LOSS_MODES = {"gmpo": "gmpo", "grpo": "vanilla", "gspo": "gspo"}
+
+
+def format_value(value: Any) -> str:
+    """A Python value as Hydra override syntax."""
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, (list, tuple)):
+        items = (f'"{v}"' if isinstance(v, str) else format_value(v) for v in value)
+        return "[" + ",".join(items) + "]"
+    if isinstance(value, float):
+        text = repr(value)  # 1e-06 -> 1.0e-06: Hydra and YAML both read it as a float
+        mantissa, e, exponent = text.partition("e")
+        return f"{mantissa}.0e{exponent}" if e and "." not in mantissa else text
+    return str(value)
+
+
+def verl_override_map(config: TrainConfig) -> dict[str, Any]:
+    """The overrides as an ordered mapping key -> Python value."""
+    c = config
+    if c.optim.lr_schedule == "linear":
+        raise ConfigError(
+            "optim.lr_schedule=linear is not available in verl: use constant or cosine"
+        )
+    o: dict[str, Any] = {}
+    o["algorithm.adv_estimator"] = "grpo"
+    if c.algorithm.adv_estimator == "drgrpo":
+        o["algorithm.norm_adv_by_std_in_grpo"] = False
+    o["algorithm.use_kl_in_reward"] = False
+    o["data.train_files"] = list(c.data.train_files)
+    o["data.val_files"] = list(c.data.val_files)
+    o["data.train_batch_size"] = c.batch.train_batch_size
+    o["data.max_prompt_length"] = c.data.max_prompt_length
+    o["data.max_response_length"] = c.data.max_response_length
+    o["data.filter_overlong_prompts"] = c.data.filter_overlong_prompts
+    o["data.truncation"] = c.data.truncation
+    o[M + "path"] = c.model.path
+    o[M + "use_remove_padding"] = c.model.remove_padding
+    o[M + "enable_gradient_checkpointing"] = c.model.gradient_checkpointing
+    if c.model.max_position_embeddings is not None:
+        o["+" + M + "override_config.max_position_embeddings"] = c.model.max_position_embeddings
+    o[A + "optim.lr"] = c.optim.lr
+    if c.optim.warmup_steps:
+        o[A + "optim.lr_warmup_steps"] = c.optim.warmup_steps
+    if c.optim.lr_schedule == "cosine":
+        o[A + "optim.lr_scheduler_type"] = "cosine"
+    o[A + "optim.weight_decay"] = c.optim.weight_decay
+    o[A + "optim.betas"] = [0.9, c.optim.adam_beta2]
+    o[A + "grad_clip"] = c.optim.grad_clip
+    o[A + "ppo_mini_batch_size"] = c.batch.mini_batch_size
+    o[A + "ppo_epochs"] = c.algorithm.ppo_epochs
+    if c.batch.dynamic_batch_size:
+        o[A + "use_dynamic_bsz"] = True
+        o[A + "ppo_max_token_len_per_gpu"] = c.batch.max_token_len_per_gpu
+    else:
+        o[A + "ppo_micro_batch_size_per_gpu"] = c.batch.micro_batch_size_per_gpu
+    o[A + "use_kl_loss"] = c.algorithm.use_kl_loss
+    o[A + "kl_loss_coef"] = c.algorithm.kl_beta
+    o[A + "kl_loss_type"] = c.algorithm.kl_estimator
+    o[A + "policy_loss.loss_mode"] = VERL_LOSS_MODES[c.algorithm.loss]
+    o[A + "clip_ratio_low"] = c.algorithm.clip_ratio_low
+    o[A + "clip_ratio_high"] = c.algorithm.clip_ratio_high
+    o[A + "loss_agg_mode"] = c.algorithm.loss_agg_mode
+    o[A + "entropy_coeff"] = c.algorithm.entropy_coeff
+    o[A + "ulysses_sequence_parallel_size"] = c.verl.ulysses_sequence_parallel
+    o[A + "fsdp_config.param_offload"] = c.verl.actor_param_offload
+    o[A + "fsdp_config.optimizer_offload"] = c.verl.actor_optimizer_offload
+    o[A + "fsdp_config.fsdp_size"] = c.verl.fsdp_size
+    o[A + "checkpoint.save_contents"] = list(c.verl.checkpoint_contents)
+    o[R + "name"] = "vllm"
+    o[R + "n"] = c.rollout.n
+    o[R + "temperature"] = c.rollout.temperature
+    o[R + "top_p"] = c.rollout.top_p
+    o[R + "val_kwargs.temperature"] = c.rollout.val_temperature
+    o[R + "val_kwargs.top_p"] = c.rollout.val_top_p
+    o[R + "val_kwargs.n"] = c.rollout.val_n
+    o[R + "val_kwargs.do_sample"] = c.rollout.val_temperature > 0
+    o[R + "tensor_model_parallel_size"] = c.verl.rollout_tensor_parallel
+    o[R + "gpu_memory_utilization"] = c.verl.gpu_memory_utilization
+    if c.verl.enable_chunked_prefill is not None:
+        o[R + "enable_chunked_prefill"] = c.verl.enable_chunked_prefill
+    if c.verl.max_num_batched_tokens is not None:
+        o[R + "max_num_batched_tokens"] = c.verl.max_num_batched_tokens
+    if not c.batch.dynamic_batch_size:
+        o[R + "log_prob_micro_batch_size_per_gpu"] = c.batch.log_prob_micro_batch_size_per_gpu
+        o[REF + "log_prob_micro_batch_size_per_gpu"] = c.batch.log_prob_micro_batch_size_per_gpu
+    o[REF + "fsdp_config.param_offload"] = c.verl.ref_param_offload
+    o["reward.reward_manager.name"] = c.verl.reward_manager
+    if c.verl.overlong_buffer_len:
+        cfg = "+reward.reward_kwargs.overlong_buffer_cfg."
+        o[cfg + "enable"] = True
+        o[cfg + "len"] = c.verl.overlong_buffer_len
+        o[cfg + "penalty_factor"] = c.verl.overlong_penalty_factor
+        o[cfg + "log"] = False
+        o["+reward.reward_kwargs.max_resp_len"] = c.data.max_response_length
+    o["trainer.critic_warmup"] = 0
+    o["trainer.nnodes"] = c.resources.nnodes
+    o["trainer.n_gpus_per_node"] = c.resources.gpus_per_node
+    o["trainer.total_epochs"] = c.trainer.total_epochs
+    if c.trainer.total_steps is not None:
+        o["trainer.total_training_steps"] = c.trainer.total_steps
+    o["trainer.save_freq"] = c.trainer.save_freq
+    o["trainer.test_freq"] = c.trainer.test_freq
+    o["trainer.val_before_train"] = c.trainer.val_before_train
+    o["trainer.resume_mode"] = c.trainer.resume
+    o["trainer.default_local_dir"] = f"{c.trainer.output_dir}/checkpoints"
+    o["trainer.experiment_name"] = c.name
+    o["trainer.logger"] = ["console", "file"]
+    o["actor_rollout_ref.actor.data_loader_seed"] = c.trainer.seed
+    return o
+
+
+def verl_overrides(config: TrainConfig) -> list[str]:
+    """``key=value`` strings for ``python3 -m verl.trainer.main_ppo``; ``verl.extra`` last."""
+    pairs = [f"{k}={format_value(v)}" for k, v in verl_override_map(config).items()]
+    return pairs + list(config.verl.extra)
+
+
+def verl_command(config: TrainConfig, python: str = "python3") -> list[str]:
+    """The full argv of the verl launch."""
+    return [python, "-m", "verl.trainer.main_ppo", *verl_overrides(config)]
