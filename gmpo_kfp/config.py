@@ -13,6 +13,7 @@ What an engine cannot honour is documented where it maps the config
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import types
 import typing
@@ -257,7 +258,9 @@ def _is_section(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
 
+@functools.cache
 def _hints(cls: type) -> dict[str, Any]:
+    """Resolved field annotations, once per class (every construction validates with them)."""
     return typing.get_type_hints(cls)
 
 

@@ -141,7 +141,7 @@ def verl_override_map(config: TrainConfig) -> dict[str, Any]:
     o["trainer.default_local_dir"] = f"{c.trainer.output_dir}/checkpoints"
     o["trainer.experiment_name"] = c.name
     o["trainer.logger"] = ["console", "file"]
-    o["actor_rollout_ref.actor.data_loader_seed"] = c.trainer.seed
+    o[A + "data_loader_seed"] = c.trainer.seed
     return o
 
 
