@@ -90,3 +90,15 @@ def test_non_editable_install_gives_a_working_cli(wheel, tmp_path):
     )
     assert where.returncode == 0, where.stderr
     assert str(env_dir) in where.stdout and str(ROOT) not in where.stdout
+
+
+def test_wheel_ships_every_subpackage_of_the_source_tree(wheel):
+    """A subpackage missing from pyproject's list works editable and breaks installed."""
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = {
+        "gmpo_kfp/" + str(p.relative_to(ROOT / "gmpo_kfp"))
+        for p in (ROOT / "gmpo_kfp").rglob("__init__.py")
+        if "__pycache__" not in p.parts
+    }
+    expected |= {f"gmpo_kfp/{d}/__init__.py" for d in ("components", "pipelines")}
+    assert expected <= names, sorted(expected - names)

@@ -1,0 +1,177 @@
+"""Model and tokenizer directories: the tiny offline model, and loading any of them by path.
+
+No model hub is reachable from CI or from a laptop on a plane, so the local default
+(``model.path: tiny``) is a small Qwen2 with a character-level tokenizer, built here
+and written with ``save_pretrained``. From then on it is an ordinary Hugging Face
+model directory: the engines and the evaluator load it with
+:func:`load_model_and_tokenizer`, the same code that loads ``Qwen/Qwen2.5-Math-7B``.
+
+The tokenizer knows digits, ``+ - = ( ) * /``, space and newline, plus ``<pad>``,
+``<bos>``, ``<eos>`` and ``<unk>``; its chat template renders a conversation as the
+plain concatenation of the message contents (an assistant turn ends with ``<eos>``),
+so ``[{"role": "user", "content": "07+45="}]`` becomes ``07+45=`` and the model
+answers ``52<eos>``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+#: ``model.path`` value that means "build the tiny model" (see :func:`resolve_model_path`).
+TINY = "tiny"
+SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>", "<unk>")
+CHARACTERS = tuple("0123456789+-=()*/ \n")
+#: Concatenate the turns; an assistant turn (a completion) ends with the EOS token.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ message['content'] }}"
+    "{% if message['role'] == 'assistant' %}{{ eos_token }}{% endif %}{% endfor %}"
+)
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+
+
+class ModelError(ValueError):
+    """A model directory is missing or incomplete; the message names the path and the fix."""
+
+
+@dataclass(frozen=True)
+class TinyModelSpec:
+    """Shape of the tiny Qwen2; the defaults (0.5M parameters) learn 2-digit addition on a CPU."""
+
+    hidden_size: int = 128
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    intermediate_size: int = 512
+    max_position_embeddings: int = 64
+    seed: int = 0
+
+
+def build_char_tokenizer() -> Any:
+    """A character-level ``PreTrainedTokenizerFast`` with the chat template above."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + CHARACTERS)}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    core.decoder = decoders.Fuse()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        pad_token="<pad>",
+        bos_token="<bos>",
+        eos_token="<eos>",
+        unk_token="<unk>",
+        padding_side="left",
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def build_tiny_model(directory: str | os.PathLike, spec: TinyModelSpec | None = None) -> Path:
+    """Write the tiny model and its tokenizer to ``directory`` (atomically) and return it."""
+    import torch
+    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+    spec = spec or TinyModelSpec()
+    tokenizer = build_char_tokenizer()
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=spec.hidden_size,
+        num_hidden_layers=spec.num_hidden_layers,
+        num_attention_heads=spec.num_attention_heads,
+        num_key_value_heads=spec.num_attention_heads,
+        intermediate_size=spec.intermediate_size,
+        max_position_embeddings=spec.max_position_embeddings,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(spec.seed)
+        model = Qwen2ForCausalLM(config)
+    model.generation_config = GenerationConfig(
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )
+    target = Path(directory)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        (staging / "tiny_model_spec.json").write_text(_json(asdict(spec)))
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def _json(data: dict) -> str:
+    import json
+
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def resolve_model_path(path: str, cache_dir: str | os.PathLike) -> str:
+    """The directory or hub id to load: ``tiny`` is built once under ``cache_dir``."""
+    if path != TINY:
+        return path
+    target = Path(cache_dir) / "tiny-model"
+    if not has_weights(target):
+        build_tiny_model(target)
+    return str(target)
+
+
+def has_weights(directory: str | os.PathLike) -> bool:
+    d = Path(directory)
+    return (d / "config.json").is_file() and any((d / name).is_file() for name in WEIGHT_FILES)
+
+
+def check_model_dir(path: str) -> None:
+    """Raise :class:`ModelError` for a local directory that cannot be a model (hub ids pass)."""
+    p = Path(path)
+    looks_local = p.exists() or path.startswith((".", "/", "~")) or path.count("/") > 1
+    if not looks_local:
+        return
+    if not p.is_dir():
+        raise ModelError(f"model.path: {path} does not exist; give a model directory or 'tiny'")
+    if not (p / "config.json").is_file():
+        raise ModelError(
+            f"model.path: {path} has no config.json; give a Hugging Face model directory"
+        )
+    if not has_weights(p):
+        raise ModelError(
+            f"model.path: {path} has no weights ({' or '.join(WEIGHT_FILES)}); "
+            "point it at a saved model (save_pretrained)"
+        )
+
+
+def load_tokenizer(path: str) -> Any:
+    from transformers import AutoTokenizer
+
+    check_model_dir(path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model_and_tokenizer(path: str, *, dtype: Any = None, device: str | None = None):
+    """``AutoModelForCausalLM`` and ``AutoTokenizer`` from a model directory or hub id."""
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = load_tokenizer(path)
+    kwargs = {"dtype": dtype} if dtype is not None else {}
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if device is not None:
+        model.to(device)
+    return model, tokenizer

@@ -1,0 +1,16 @@
+"""A stand-in math-verify helper for the bounded-time tests: it hangs on request."""
+
+from __future__ import annotations
+
+import time
+
+
+def hanging_worker(conn) -> None:
+    while True:
+        try:
+            gold, pred = conn.recv()
+        except EOFError:
+            return
+        if pred == "hang":
+            time.sleep(3600)
+        conn.send(gold == pred)

@@ -1,0 +1,124 @@
+"""Grading by data_source, bounded time, and the two engine adapters."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from gmpo_kfp import reward
+from tests.slow_worker import hanging_worker
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("\\boxed{5}", "5"),
+        ("a \\boxed{1} b \\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),
+        ("\\boxed{\\frac{1}{2}", None),
+        ("nothing", None),
+        ("\\fbox{7}", "7"),
+        ("\\boxed {x^{2}}", "x^{2}"),
+    ],
+)
+def test_last_boxed(text, expected):
+    assert reward.last_boxed(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("response", "truth", "correct"),
+    [
+        ("52", "52", True),
+        (" 52 ", "52", True),
+        ("\\boxed{52}", "52", True),
+        ("052", "52", True),
+        ("53", "52", False),
+        ("5", "52", False),
+        ("", "52", False),
+        ("52+", "52", False),
+        ("52", ["51", "52"], True),
+    ],
+)
+def test_arithmetic_grader(response, truth, correct):
+    g = reward.grade("arithmetic", response, truth)
+    assert g.correct is correct and g.score == float(correct)
+
+
+def test_a_list_of_ground_truths_counts_if_any_matches():
+    assert reward.grade("openai/gsm8k", "#### 4", ["3", "4"]).correct
+    assert reward.grade("math_dapo", "Answer: 4", ["3", "4"]).score == 1.0
+    assert not reward.grade("openai/gsm8k", "#### 5", ["3", "4"]).correct
+
+
+def test_unknown_data_source_is_a_one_line_error_listing_the_known_ones():
+    with pytest.raises(
+        reward.RewardError, match=r"data_source: no grader for 'mystery'.*openai/gsm8k"
+    ):
+        reward.grade("mystery", "x", "y")
+
+
+def test_math_verify_runs_in_a_bounded_helper_off_the_main_thread():
+    results = {}
+
+    def work():
+        results["ok"] = reward.grade("math500", "\\boxed{0.25}", "\\frac{1}{4}").correct
+        results["wrong"] = reward.grade("math500", "\\boxed{0.3}", "\\frac{1}{4}").correct
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join(120)
+    assert results == {"ok": True, "wrong": False}
+
+
+def test_a_check_that_hangs_is_cut_at_the_timeout_and_the_helper_restarts():
+    verifier = reward.BoundedVerifier(timeout_s=1.0, worker=hanging_worker)
+    try:
+        assert verifier("1", "1") is True
+        start = time.monotonic()
+        out = {}
+        t = threading.Thread(target=lambda: out.setdefault("r", verifier("1", "hang")))
+        t.start()
+        t.join(30)
+        assert out == {"r": False}
+        assert time.monotonic() - start < 10
+        assert verifier.timeouts == 1
+        assert verifier("2", "2") is True  # a fresh helper answers again
+    finally:
+        verifier.close()
+
+
+def test_trl_adapter_reads_the_dataset_columns_and_conversational_completions():
+    scores = reward.trl_reward(
+        prompts=[[{"role": "user", "content": "1+1="}]] * 3,
+        completions=[
+            [{"role": "assistant", "content": "2"}],
+            [{"role": "assistant", "content": "3"}],
+            "#### 9",
+        ],
+        data_source=["arithmetic", "arithmetic", "openai/gsm8k"],
+        reward_model=[{"ground_truth": "2"}, {"ground_truth": "2"}, {"ground_truth": "9"}],
+    )
+    assert scores == [1.0, 0.0, 1.0]
+
+
+def test_verl_adapter_returns_score_and_accuracy():
+    assert reward.compute_score("math_dapo", "Answer: 3", "4") == {"score": -1.0, "acc": 0.0}
+    assert reward.compute_score("arithmetic", "7", "7", extra_info={}) == {"score": 1.0, "acc": 1.0}
+
+
+@pytest.mark.parametrize(
+    ("raw", "normal"),
+    [
+        ("\\dfrac{1}{2}", "\\frac{1}{2}"),
+        ("10^\\circ", "10"),
+        ("x = 3", "3"),
+        ("1,000", "1000"),
+        ("3/4", "\\frac{3}{4}"),
+        ("\\left(1, 2\\right)", "(1,2)"),
+        ("5.00", "5"),
+        (".5", "0.5"),
+    ],
+)
+def test_math_normal_form(raw, normal):
+    assert reward.normalize_math(raw) == normal
