@@ -6,3 +6,14 @@ KL estimators and entropy in :mod:`gmpo_kfp.advantages`; the verl registration i
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["__version__", "train"]
+
+
+def __getattr__(name: str):
+    # `gmpo_kfp.train` without importing torch and TRL on `import gmpo_kfp`
+    if name == "train":
+        from gmpo_kfp.training import train
+
+        return train
+    raise AttributeError(f"module 'gmpo_kfp' has no attribute {name!r}")

@@ -73,6 +73,59 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from gmpo_kfp.training import train
+
+    if args.resume:
+        args.set = [*(args.set or []), f"trainer.resume={args.resume}"]
+    if args.output:
+        args.set = [*(args.set or []), f"trainer.output_dir={args.output}"]
+    config = resolve_config(args)
+    result = train(config, progress=not args.no_progress)
+    print(result.summary())
+    if args.json:
+        from gmpo_kfp.training import result_to_dict
+
+        _write_json(args.json, result_to_dict(result))
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from gmpo_kfp.evaluate import evaluate
+
+    result = evaluate(
+        args.model,
+        args.data,
+        protocol=args.protocol,
+        n=args.n,
+        max_new_tokens=args.max_new_tokens,
+        limit=args.limit,
+        seed=args.seed,
+    )
+    width = max(len(s) for s in result.pass_at_1)
+    for source, value in result.pass_at_1.items():
+        print(f"{source:<{width}}  {value:.4f}")
+    print(f"{'mean':<{width}}  {result.mean:.4f}  ({result.problems} problems, {result.protocol})")
+    if args.json:
+        _write_json(args.json, result.as_dict())
+    return 0
+
+
+def _write_json(path: str, data: dict) -> None:
+    import json
+    import os
+    import tempfile
+    from pathlib import Path
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True, default=str)
+        fh.write("\n")
+    os.replace(tmp, target)
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """--preset, --config and --set, shared by every command that takes a config."""
     parser.add_argument("--preset", help="a named preset (gmpo presets list); default tiny-cpu")
@@ -111,6 +164,27 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(config)
     config.add_argument("--format", choices=("yaml", "verl"), default="yaml")
     config.set_defaults(func=_cmd_config)
+
+    train = sub.add_parser("train", help="train on this machine (TRL engine)")
+    add_config_arguments(train)
+    train.add_argument(
+        "--resume", choices=("auto", "disable"), help="auto: continue from the latest checkpoint"
+    )
+    train.add_argument("--output", help="output directory (trainer.output_dir)")
+    train.add_argument("--json", help="also write the result as JSON to this file")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(func=_cmd_train)
+
+    ev = sub.add_parser("evaluate", help="Pass@1 of a model directory on verl parquet files")
+    ev.add_argument("model", help="a Hugging Face model directory")
+    ev.add_argument("data", nargs="+", help="verl RL parquet files")
+    ev.add_argument("--protocol", choices=("greedy", "sampled"), default="greedy")
+    ev.add_argument("-n", type=int, help="samples per problem (sampled; default 16)")
+    ev.add_argument("--max-new-tokens", type=int, default=1024)
+    ev.add_argument("--limit", type=int, help="evaluate the first N problems only")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--json", help="also write the result as JSON to this file")
+    ev.set_defaults(func=_cmd_evaluate)
     return parser
 
 

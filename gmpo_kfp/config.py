@@ -82,6 +82,12 @@ class DataConfig(_Section):
     _prefix: ClassVar[str] = "data."
     train_files: list[str] = _f([], "training data: verl RL parquet files (local paths or s3://)")
     val_files: list[str] = _f([], "validation data: verl RL parquet files")
+    sft_files: list[str] = _f([], "supervised warm-up data (sft.enabled): verl RL parquet files")
+    task: str = _f(
+        "",
+        "built-in task generated into output_dir/data when a file list is empty ('' for none)",
+        choices=("", "arithmetic"),
+    )
     max_prompt_length: int = _f(1024, "longest prompt in tokens", gt=0)
     max_response_length: int = _f(1024, "longest sampled response in tokens", gt=0)
     filter_overlong_prompts: bool = _f(True, "drop prompts longer than max_prompt_length")
@@ -178,6 +184,22 @@ class TrainerConfig(_Section):
 
 
 @dataclass
+class SftConfig(_Section):
+    """Optional supervised warm-up before RL: TRL's SFTTrainer on the answers of data.sft_files."""
+
+    _prefix: ClassVar[str] = "sft."
+    enabled: bool = _f(False, "run the warm-up before RL (trl engine only)")
+    lr: float = _f(3e-3, "warm-up learning rate (constant, AdamW)", gt=0)
+    batch_size: int = _f(128, "warm-up examples per optimiser step", gt=0)
+    max_steps: int = _f(2000, "warm-up stops after this many steps at the latest", gt=0)
+    target_pass_at_1: float = _f(
+        0.2, "warm-up stops once greedy Pass@1 on the check prompts reaches this", gt=0, max=1
+    )
+    eval_every: int = _f(25, "check Pass@1 every N warm-up steps", gt=0)
+    eval_prompts: int = _f(256, "check prompts, taken from the RL training data", gt=0)
+
+
+@dataclass
 class ResourcesConfig(_Section):
     _prefix: ClassVar[str] = "resources."
     nnodes: int = _f(1, "nodes (more than one: a KubeRay RayJob)", gt=0)
@@ -221,6 +243,9 @@ class TrainConfig:
     batch: BatchConfig = field(default_factory=BatchConfig, metadata={"help": "batch sizes"})
     trainer: TrainerConfig = field(
         default_factory=TrainerConfig, metadata={"help": "length, checkpoints, validation"}
+    )
+    sft: SftConfig = field(
+        default_factory=SftConfig, metadata={"help": "optional supervised warm-up"}
     )
     resources: ResourcesConfig = field(
         default_factory=ResourcesConfig, metadata={"help": "nodes and GPUs"}

@@ -57,6 +57,11 @@ def verl_override_map(config: TrainConfig) -> dict[str, Any]:
         raise ConfigError(
             "optim.lr_schedule=linear is not available in verl: use constant or cosine"
         )
+    if c.sft.enabled:
+        raise ConfigError(
+            "sft.enabled: verl has no supervised warm-up here; warm up with engine=trl "
+            "and pass its model as model.path, or set sft.enabled=false"
+        )
     o: dict[str, Any] = {}
     o["algorithm.adv_estimator"] = "grpo"
     if c.algorithm.adv_estimator == "drgrpo":

@@ -1,0 +1,626 @@
+"""The one-machine engine: TRL's ``GMPOTrainer`` / ``GRPOTrainer``, driven by our config.
+
+We do not write an RL loop: TRL generates, scores, computes group advantages and
+steps the optimiser. What this module adds:
+
+- :func:`trl_args`: :class:`~gmpo_kfp.config.TrainConfig` -> ``GMPOConfig`` (loss
+  ``gmpo``) or ``GRPOConfig`` (``grpo``, ``gspo``);
+- the loss: :class:`GMPOTrainer` and :class:`GRPOTrainer` replace TRL's
+  ``_compute_loss`` (the narrowest hook TRL offers; the log-prob code is TRL's own)
+  with :mod:`gmpo_kfp.objective`, for three reasons. TRL's GMPO loss has no safety
+  bound on the log-ratio, so a token with log-ratio ~ +1000 and A < 0 gives an
+  infinite loss where the spec wants a finite one; a response with no tokens adds
+  ``-A`` to TRL's loss value instead of nothing; and the same code then gives GRPO and
+  GSPO our exact verl-compatible aggregation and the ratio-range metrics. On
+  ordinary batches TRL's GMPO loss and ours agree to 1e-6 (a test shows it);
+- :class:`MetricsCallback`: one ``{"step", "data"}`` record per rollout step, verl's
+  names (:mod:`gmpo_kfp.metrics`);
+- validation Pass@1 every ``trainer.test_freq`` steps, a progress bar, checkpoints
+  and ``trainer.resume=auto``;
+- the optional supervised warm-up (TRL's ``SFTTrainer``, ``sft.*``).
+
+What TRL cannot honour (:func:`unsupported`): ``batch.dynamic_batch_size``,
+``model.remove_padding``, ``data.truncation`` other than ``error`` (over-long prompts
+are filtered when ``data.filter_overlong_prompts``, else an error),
+``verl.reward_manager=dapo`` and its overlong penalty, more than one GPU in one
+process (launch with ``accelerate launch`` for that), and every ``verl.*`` knob.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+
+try:  # trl.experimental warns on import; the API is pinned in pyproject (trl 1.16.x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from trl import GRPOConfig
+        from trl import GRPOTrainer as _TRLGRPOTrainer
+        from trl.experimental.gmpo import GMPOConfig
+        from trl.experimental.gmpo import GMPOTrainer as _TRLGMPOTrainer
+except ImportError as exc:  # pragma: no cover - trl is a core dependency
+    raise ImportError("the trl engine needs trl 1.16: pip install 'trl>=1.16,<1.17'") from exc
+
+from gmpo_kfp import metrics as M
+from gmpo_kfp.advantages import kl_estimate
+from gmpo_kfp.config import ConfigError, TrainConfig
+from gmpo_kfp.objective import get_policy_loss
+
+_SCHEDULES = {"constant": "constant", "linear": "linear", "cosine": "cosine"}
+
+
+def unsupported(config: TrainConfig) -> list[str]:
+    """Settings of ``config`` the TRL engine ignores, one line each (for a warning)."""
+    c, notes = config, []
+    if c.batch.dynamic_batch_size:
+        notes.append("batch.dynamic_batch_size (TRL pads fixed micro-batches)")
+    if c.verl.reward_manager != "naive" or c.verl.overlong_buffer_len:
+        notes.append("verl.reward_manager / overlong penalty (TRL has no DAPO reward shaping)")
+    if c.resources.gpus_per_node > 1 or c.resources.nnodes > 1:
+        notes.append("more than one GPU (one process here; use `accelerate launch` or verl)")
+    return notes
+
+
+def batch_plan(config: TrainConfig) -> dict[str, int]:
+    """TRL's batch sizes (in completions) from ours (in prompts).
+
+    One rollout step samples ``train_batch_size`` prompts x ``n``; each optimiser step
+    takes ``mini_batch_size`` prompts x ``n`` in micro-batches of
+    ``micro_batch_size_per_gpu`` completions; ``ppo_epochs`` passes over the batch.
+    """
+    b, n = config.batch, config.rollout.n
+    mini = b.mini_batch_size * n
+    micro = min(b.micro_batch_size_per_gpu, mini)
+    if mini % micro:
+        raise ConfigError(
+            f"batch.micro_batch_size_per_gpu ({micro}) must divide mini_batch_size x rollout.n "
+            f"({mini}) for the trl engine; pick a divisor of {mini}"
+        )
+    generation = b.train_batch_size * n
+    return {
+        "micro": micro,
+        "grad_accum": mini // micro,
+        "steps_per_generation": generation // micro,
+        "optim_steps_per_rollout": (b.train_batch_size // b.mini_batch_size)
+        * config.algorithm.ppo_epochs,
+    }
+
+
+def trl_args(config: TrainConfig, output_dir: str, *, max_steps: int) -> GRPOConfig:
+    """The TRL config for ``config``; ``max_steps`` counts rollout steps."""
+    c = config
+    plan = batch_plan(c)
+    per_rollout = plan["optim_steps_per_rollout"]
+    cls = GMPOConfig if c.algorithm.loss == "gmpo" else GRPOConfig
+    schedule = _SCHEDULES[c.optim.lr_schedule]
+    if schedule == "constant" and c.optim.warmup_steps:
+        schedule = "constant_with_warmup"
+    save = c.trainer.save_freq > 0
+    cuda = torch.cuda.is_available()
+    return cls(
+        output_dir=output_dir,
+        num_generations=c.rollout.n,
+        per_device_train_batch_size=plan["micro"],
+        gradient_accumulation_steps=plan["grad_accum"],
+        steps_per_generation=plan["steps_per_generation"],
+        num_iterations=c.algorithm.ppo_epochs,
+        max_steps=max_steps * per_rollout,
+        learning_rate=c.optim.lr,
+        lr_scheduler_type=schedule,
+        warmup_steps=c.optim.warmup_steps,
+        weight_decay=c.optim.weight_decay,
+        max_grad_norm=c.optim.grad_clip,
+        adam_beta2=c.optim.adam_beta2,
+        epsilon=c.algorithm.clip_ratio_low,
+        epsilon_high=c.algorithm.clip_ratio_high,
+        beta=c.algorithm.kl_beta if c.algorithm.use_kl_loss else 0.0,
+        temperature=c.rollout.temperature if c.rollout.temperature > 0 else 1e-5,
+        top_p=c.rollout.top_p,
+        max_completion_length=c.data.max_response_length,
+        scale_rewards="none" if c.algorithm.adv_estimator == "drgrpo" else "group",
+        seed=c.trainer.seed,
+        data_seed=c.trainer.seed,
+        logging_steps=per_rollout,
+        save_strategy="steps" if save else "no",
+        save_steps=c.trainer.save_freq * per_rollout if save else 500,
+        report_to=[],
+        disable_tqdm=True,
+        log_completions=False,
+        use_cpu=not cuda,
+        bf16=cuda and torch.cuda.is_bf16_supported(),
+        gradient_checkpointing=c.model.gradient_checkpointing,
+        remove_unused_columns=False,
+    )
+
+
+class _ObjectiveLoss:
+    """Mixin: ``_compute_loss`` from :mod:`gmpo_kfp.objective`, plus verl-named metrics."""
+
+    gmpo_loss_name = "gmpo"
+
+    def _objective_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "clip_ratio_low": self.args.epsilon,
+            "clip_ratio_high": self.args.epsilon_high or self.args.epsilon,
+        }
+        if self.gmpo_loss_name != "gmpo":
+            kwargs["loss_agg_mode"] = self.gmpo_loss_agg_mode
+        return kwargs
+
+    def _compute_loss(self, model, inputs):
+        prompt_ids, prompt_mask = inputs["prompt_ids"], inputs["prompt_mask"]
+        completion_ids, completion_mask = inputs["completion_ids"], inputs["completion_mask"]
+        input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
+        attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)
+        logps, entropies, _ = self._get_per_token_logps_and_entropies(
+            model, input_ids, attention_mask, completion_ids.size(1), compute_entropy=True
+        )
+        old = inputs.get("old_per_token_logps")
+        old = logps.detach() if old is None else old
+        mask = completion_mask.to(logps.dtype)
+        advantages = inputs["advantages"].unsqueeze(1).expand_as(logps)
+        loss_fn = get_policy_loss(self.gmpo_loss_name)
+        pg_loss, stats = loss_fn(old, logps, advantages, mask, **self._objective_kwargs())
+        loss = pg_loss
+        record = self._gmpo_step_metrics
+        if self.beta != 0.0:
+            kl = kl_estimate(logps, inputs["ref_per_token_logps"], self.gmpo_kl_estimator)
+            kl_loss = (kl * mask).sum() / mask.sum().clamp(min=1.0)
+            loss = loss + self.beta * kl_loss
+            record[M.KL_LOSS].append(kl_loss.item())
+        entropy = ((entropies * mask).sum() / mask.sum().clamp(min=1.0)).detach()
+        if self.gmpo_entropy_coeff:
+            loss = loss - self.gmpo_entropy_coeff * ((entropies * mask).sum() / mask.sum())
+        record[M.PG_LOSS].append(pg_loss.item())
+        record[M.ENTROPY].append(entropy.item())
+        for name, value in stats.items():
+            record[f"actor/{name}"].append(float(value))
+        return loss / self.current_gradient_accumulation_steps
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        for name, values in self._gmpo_step_metrics.items():
+            if values:
+                reduce = M.RANGE_REDUCTIONS.get(name)
+                logs[name] = reduce(values) if reduce else sum(values) / len(values)
+        self._gmpo_step_metrics.clear()
+        super().log(logs, start_time)
+
+
+def _init_objective(trainer: Any, config: TrainConfig) -> None:
+    trainer.gmpo_loss_name = config.algorithm.loss
+    trainer.gmpo_loss_agg_mode = config.algorithm.loss_agg_mode
+    trainer.gmpo_kl_estimator = config.algorithm.kl_estimator
+    trainer.gmpo_entropy_coeff = config.algorithm.entropy_coeff
+    trainer._gmpo_step_metrics = defaultdict(list)
+
+
+class GMPOTrainer(_ObjectiveLoss, _TRLGMPOTrainer):
+    """TRL's GMPOTrainer with :func:`gmpo_kfp.objective.gmpo_loss` as its loss."""
+
+    def __init__(self, *args: Any, gmpo_config: TrainConfig, **kwargs: Any):
+        _init_objective(self, gmpo_config)
+        super().__init__(*args, **kwargs)
+
+
+class GRPOTrainer(_ObjectiveLoss, _TRLGRPOTrainer):
+    """TRL's GRPOTrainer with our ``grpo`` or ``gspo`` loss (the baselines)."""
+
+    def __init__(self, *args: Any, gmpo_config: TrainConfig, **kwargs: Any):
+        _init_objective(self, gmpo_config)
+        super().__init__(*args, **kwargs)
+
+
+def trainer_class(config: TrainConfig) -> type:
+    return GMPOTrainer if config.algorithm.loss == "gmpo" else GRPOTrainer
+
+
+# --------------------------------------------------------------------------- callbacks
+
+
+class ValidationCallback(TrainerCallback):
+    """Pass@1 on the validation rows every ``every`` rollout steps (and before training)."""
+
+    def __init__(
+        self,
+        rows: Sequence[dict],
+        *,
+        every: int,
+        per_rollout: int,
+        before: bool,
+        temperature: float,
+        top_p: float,
+        n: int,
+        max_new_tokens: int,
+        seed: int,
+    ):
+        self.rows, self.every, self.per_rollout, self.before = rows, every, per_rollout, before
+        self.sampling = {"temperature": temperature, "top_p": top_p, "n": n}
+        self.max_new_tokens, self.seed = max_new_tokens, seed
+        self.pending: dict[str, float] = {}
+        self.last: dict[str, float] = {}
+        self.tokenizer: Any = None
+
+    def run(self, model: Any) -> dict[str, float]:
+        from gmpo_kfp.evaluate import pass_at_1
+
+        result = pass_at_1(
+            model,
+            self.tokenizer,
+            self.rows,
+            protocol="greedy" if self.sampling["temperature"] == 0 else "sampled",
+            n=self.sampling["n"],
+            temperature=self.sampling["temperature"],
+            top_p=self.sampling["top_p"],
+            max_new_tokens=self.max_new_tokens,
+            seed=self.seed,
+        )
+        n = result.samples_per_problem
+        self.last = {M.val_metric(src, n): v for src, v in result.pass_at_1.items()}
+        self.last[M.PASS_AT_1] = result.mean
+        return self.last
+
+    def on_train_begin(self, args, state, control, model=None, processing_class=None, **kw):
+        self.tokenizer = processing_class
+        if self.rows and self.before and state.global_step == 0:
+            self.pending = {"step0": 1.0, **self.run(model)}
+
+    def on_step_end(self, args, state, control, model=None, **kw):
+        due = self.every > 0 and state.global_step % (self.every * self.per_rollout) == 0
+        last = self.every > 0 and state.global_step >= state.max_steps
+        if self.rows and (due or last) and state.global_step % self.per_rollout == 0:
+            self.pending = self.run(model)
+
+
+class MetricsCallback(TrainerCallback):
+    """Writes one verl-shaped record per rollout step to the metrics file."""
+
+    def __init__(
+        self, writer: M.MetricsWriter, validation: ValidationCallback | None, *, per_rollout: int
+    ):
+        self.writer, self.validation, self.per_rollout = writer, validation, per_rollout
+        self._last_time = time.perf_counter()
+        self.last: dict[str, float] = {}
+
+    def on_train_begin(self, args, state, control, **kw):
+        v = self.validation
+        if v is not None and v.pending.pop("step0", None):
+            self.writer.write(0, v.pending)
+            v.pending = {}
+        self._last_time = time.perf_counter()
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        logs = logs or {}
+        if "train_runtime" in logs:  # the closing summary TRL logs once
+            return
+        data: dict[str, float] = {}
+        for key, value in logs.items():
+            if key in M.TRL_TO_VERL:
+                data[M.TRL_TO_VERL[key]] = value
+            elif key.startswith(("actor/", "critic/", "val-core/")):
+                data[key] = value
+        now = time.perf_counter()
+        data[M.TIME_PER_STEP] = now - self._last_time
+        self._last_time = now
+        if self.validation is not None and self.validation.pending:
+            data.update(self.validation.pending)
+            self.validation.pending = {}
+        step = state.global_step // self.per_rollout
+        self.writer.write(step, data)
+        self.last = data
+
+
+class ProgressCallback(TrainerCallback):
+    """A tqdm bar over rollout steps with the reward and the latest Pass@1."""
+
+    def __init__(self, total: int, metrics: MetricsCallback, *, per_rollout: int, desc: str):
+        self.total, self.metrics, self.per_rollout, self.desc = total, metrics, per_rollout, desc
+        self.bar: Any = None
+
+    def on_train_begin(self, args, state, control, **kw):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(
+            total=self.total,
+            initial=state.global_step // self.per_rollout,
+            desc=self.desc,
+            unit="step",
+            file=sys.stderr,
+            mininterval=1.0 if sys.stderr.isatty() else 30.0,
+            dynamic_ncols=True,
+        )
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        if self.bar is None:
+            return
+        data = self.metrics.last
+        post = {}
+        if M.SCORE_MEAN in data:
+            post["reward"] = f"{data[M.SCORE_MEAN]:.3f}"
+        if M.PASS_AT_1 in data:
+            post["pass@1"] = f"{data[M.PASS_AT_1]:.3f}"
+        self.bar.set_postfix(post, refresh=False)
+        self.bar.n = state.global_step // self.per_rollout
+        self.bar.refresh()
+
+    def on_train_end(self, args, state, control, **kw):
+        if self.bar is not None:
+            self.bar.n = state.global_step // self.per_rollout
+            self.bar.close()
+
+
+class StopAtPassRate(TrainerCallback):
+    """Supervised warm-up: stop once greedy Pass@1 on the check rows reaches ``target``."""
+
+    def __init__(self, rows: Sequence[dict], *, target: float, every: int, max_new_tokens: int):
+        self.rows, self.target, self.every, self.max_new_tokens = (
+            rows,
+            target,
+            every,
+            max_new_tokens,
+        )
+        self.history: list[tuple[int, float]] = []
+        self.tokenizer: Any = None
+
+    def on_train_begin(self, args, state, control, processing_class=None, **kw):
+        self.tokenizer = processing_class
+
+    def on_step_end(self, args, state, control, model=None, **kw):
+        if state.global_step % self.every:
+            return
+        from gmpo_kfp.evaluate import pass_at_1
+
+        score = pass_at_1(model, self.tokenizer, self.rows, max_new_tokens=self.max_new_tokens).mean
+        self.history.append((state.global_step, score))
+        if score >= self.target:
+            control.should_training_stop = True
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def _rl_dataset(rows: Sequence[dict]) -> Any:
+    from datasets import Dataset
+
+    return Dataset.from_list(
+        [
+            {
+                "prompt": list(r["prompt"]),
+                "data_source": r["data_source"],
+                "reward_model": {"ground_truth": r["reward_model"]["ground_truth"]},
+            }
+            for r in rows
+        ]
+    )
+
+
+def _replace_dir(staging: Path, target: Path) -> None:
+    """Make ``staging`` visible as ``target`` in one rename (an old target is swapped out)."""
+    old = target.with_name(f".{target.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        target.rename(old)
+    staging.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def save_model_dir(trainer_or_model: Any, tokenizer: Any, target: Path) -> Path:
+    """Write a Hugging Face model directory atomically (temporary name, then rename)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        model = getattr(trainer_or_model, "model", trainer_or_model)
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        _replace_dir(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def sft_warmup(
+    config: TrainConfig,
+    model: Any,
+    tokenizer: Any,
+    sft_rows: Sequence[dict],
+    check_rows: Sequence[dict],
+    output_dir: Path,
+) -> dict[str, Any]:
+    """Supervised warm-up on the answers of ``sft_rows`` until the Pass@1 target; in place."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    s = config.sft
+    data = Dataset.from_list(
+        [
+            {
+                "prompt": list(r["prompt"]),
+                "completion": [
+                    {"role": "assistant", "content": _first(r["reward_model"]["ground_truth"])}
+                ],
+            }
+            for r in sft_rows
+        ]
+    )
+    cuda = torch.cuda.is_available()
+    args = SFTConfig(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=s.batch_size,
+        learning_rate=s.lr,
+        lr_scheduler_type="constant",
+        max_steps=s.max_steps,
+        seed=config.trainer.seed,
+        data_seed=config.trainer.seed,
+        max_length=config.data.max_prompt_length + config.data.max_response_length + 1,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        logging_steps=max(1, s.eval_every),
+        use_cpu=not cuda,
+        bf16=cuda and torch.cuda.is_bf16_supported(),
+        dataset_num_proc=None,
+    )
+    stop = StopAtPassRate(
+        list(check_rows)[: s.eval_prompts],
+        target=s.target_pass_at_1,
+        every=s.eval_every,
+        max_new_tokens=config.data.max_response_length,
+    )
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=data, processing_class=tokenizer, callbacks=[stop]
+    )
+    _quiet(trainer)
+    start = time.perf_counter()
+    trainer.train()
+    return {
+        "steps": trainer.state.global_step,
+        "seconds": time.perf_counter() - start,
+        "pass_at_1": stop.history[-1][1] if stop.history else None,
+        "reached": bool(stop.history) and stop.history[-1][1] >= s.target_pass_at_1,
+    }
+
+
+def _quiet(trainer: Any) -> None:
+    """No per-step log dicts on stdout: our progress bar and metrics file say it."""
+    from transformers.trainer_callback import PrinterCallback
+    from transformers.trainer_callback import ProgressCallback as HFProgress
+
+    for cb in (PrinterCallback, HFProgress):
+        trainer.remove_callback(cb)
+
+
+def _first(truth: Any) -> str:
+    return truth if isinstance(truth, str) else str(next(iter(truth)))
+
+
+def run(
+    config: TrainConfig,
+    train_rows: Sequence[dict],
+    val_rows: Sequence[dict],
+    sft_rows: Sequence[dict],
+    *,
+    progress: bool = True,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> dict[str, Any]:
+    """Train with TRL as ``config`` says; returns the fields of ``training.TrainResult``."""
+    from transformers import AutoModelForCausalLM
+    from transformers.trainer_utils import get_last_checkpoint
+    from transformers.utils import logging as hf_logging
+
+    from gmpo_kfp.models import has_weights, load_tokenizer, resolve_model_path
+
+    hf_logging.disable_progress_bar()
+    c = config
+    for note in unsupported(c):
+        warnings.warn(f"the trl engine ignores {note}", UserWarning, stacklevel=2)
+    out = Path(c.trainer.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plan = batch_plan(c)
+    per_rollout = plan["optim_steps_per_rollout"]
+    if len(train_rows) < c.batch.train_batch_size:
+        raise ConfigError(
+            f"batch.train_batch_size ({c.batch.train_batch_size}) exceeds the {len(train_rows)} "
+            "training prompts: lower it or add data"
+        )
+    steps = c.trainer.total_steps or c.trainer.total_epochs * (
+        len(train_rows) // c.batch.train_batch_size
+    )
+    ckpt_dir = out / "checkpoints"
+    resume_from = None
+    if c.trainer.resume == "auto" and ckpt_dir.is_dir():
+        resume_from = get_last_checkpoint(str(ckpt_dir))
+    if c.trainer.resume == "disable" and ckpt_dir.is_dir():
+        shutil.rmtree(ckpt_dir)
+
+    base = resolve_model_path(c.model.path, out)
+    tokenizer = load_tokenizer(base)
+    torch.manual_seed(c.trainer.seed)
+    sft_info: dict[str, Any] | None = None
+    sft_dir = out / "sft-model"
+    if c.sft.enabled and resume_from is None:
+        if c.trainer.resume == "auto" and has_weights(sft_dir):
+            base = str(sft_dir)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(base)
+            print(f"gmpo: supervised warm-up on {len(sft_rows)} examples", file=sys.stderr)
+            sft_info = sft_warmup(c, model, tokenizer, sft_rows, train_rows, out / "sft")
+            save_model_dir(model, tokenizer, sft_dir)
+            base = str(sft_dir)
+            print(
+                f"gmpo: warm-up stopped after {sft_info['steps']} steps "
+                f"({sft_info['seconds']:.0f} s), check Pass@1 {sft_info['pass_at_1']}",
+                file=sys.stderr,
+            )
+    elif c.sft.enabled:
+        base = str(sft_dir)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    if resume_from is None:
+        # the run ends with these weights and steps; the metrics of a previous run go
+        M.truncate_after(out / "metrics.jsonl", -1)
+    else:
+        M.truncate_after(out / "metrics.jsonl", int(resume_from.rsplit("-", 1)[1]) // per_rollout)
+    args = trl_args(c, str(ckpt_dir), max_steps=steps)
+    validation = None
+    if val_rows and c.trainer.test_freq != 0:
+        validation = ValidationCallback(
+            val_rows,
+            every=c.trainer.test_freq,
+            per_rollout=per_rollout,
+            before=c.trainer.val_before_train and resume_from is None,
+            temperature=c.rollout.val_temperature,
+            top_p=c.rollout.val_top_p,
+            n=c.rollout.val_n,
+            max_new_tokens=c.data.max_response_length,
+            seed=c.trainer.seed,
+        )
+    writer = M.MetricsWriter(out / "metrics.jsonl")
+    metrics_cb = MetricsCallback(writer, validation, per_rollout=per_rollout)
+    callbacks = [*(cb for cb in (validation, metrics_cb) if cb is not None), *callbacks]
+    if progress:
+        callbacks.append(ProgressCallback(steps, metrics_cb, per_rollout=per_rollout, desc=c.name))
+    from gmpo_kfp.reward import trl_reward
+
+    trainer = trainer_class(c)(
+        model=model,
+        reward_funcs=[trl_reward],
+        args=args,
+        train_dataset=_rl_dataset(train_rows),
+        processing_class=tokenizer,
+        callbacks=callbacks,
+        gmpo_config=c,
+    )
+    _quiet(trainer)
+    start = time.perf_counter()
+    try:
+        trainer.train(resume_from_checkpoint=resume_from)
+    finally:
+        writer.close()
+    seconds = time.perf_counter() - start
+    model_dir = save_model_dir(trainer, tokenizer, out / "model")
+    before = after = None
+    records = list(M.read_metrics(out / "metrics.jsonl"))
+    val = [r for r in records if M.PASS_AT_1 in r["data"]]
+    if val:
+        before = val[0]["data"][M.PASS_AT_1] if val[0]["step"] == 0 else None
+        after = val[-1]["data"][M.PASS_AT_1]
+    return {
+        "model_dir": model_dir,
+        "metrics_file": out / "metrics.jsonl",
+        "steps": trainer.state.global_step // per_rollout,
+        "seconds": seconds,
+        "resumed_from": resume_from,
+        "sft": sft_info,
+        "pass_at_1_before": before,
+        "pass_at_1_after": after,
+    }

@@ -1,0 +1,203 @@
+"""Pass@1 of a model on verl RL parquet, with transformers generation.
+
+Two protocols, as in the paper:
+
+- ``greedy``: temperature 0, one sample per problem (the paper's final tables);
+- ``sampled``: temperature 0.6, top_p 0.95, ``n`` samples per problem (16 by
+  default); Pass@1 is the mean correctness over the samples.
+
+Each problem is graded by :mod:`gmpo_kfp.reward` according to its ``data_source``.
+The result holds Pass@1 per data source and their unweighted mean (how the paper
+averages benchmarks). The vLLM backend for GPUs comes with the pipeline.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gmpo_kfp import reward
+from gmpo_kfp.data.schema import read_rl_parquet
+
+PROTOCOLS = {
+    "greedy": {"temperature": 0.0, "top_p": 1.0, "n": 1},
+    "sampled": {"temperature": 0.6, "top_p": 0.95, "n": 16},
+}
+
+
+class EvalError(ValueError):
+    """Bad evaluation input; the message names the field and the fix."""
+
+
+@dataclass
+class EvalResult:
+    """Pass@1 per data source, their unweighted mean, and what was measured."""
+
+    pass_at_1: dict[str, float]
+    mean: float
+    problems: int
+    samples_per_problem: int
+    protocol: str
+    correct: list[float] = field(default_factory=list, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "pass_at_1": dict(self.pass_at_1),
+            "mean": self.mean,
+            "problems": self.problems,
+            "samples_per_problem": self.samples_per_problem,
+            "protocol": self.protocol,
+        }
+
+
+def protocol_settings(protocol: str, n: int | None = None) -> dict[str, float]:
+    if protocol not in PROTOCOLS:
+        raise EvalError(f"protocol must be one of {', '.join(PROTOCOLS)}; got {protocol!r}")
+    settings = dict(PROTOCOLS[protocol])
+    if n is not None:
+        if n < 1 or (protocol == "greedy" and n != 1):
+            raise EvalError("n must be 1 with protocol=greedy, and >= 1 with sampled")
+        settings["n"] = n
+    return settings
+
+
+def generate(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[Sequence[dict]],
+    *,
+    temperature: float,
+    top_p: float = 1.0,
+    n: int = 1,
+    max_new_tokens: int,
+    batch_size: int = 256,
+    seed: int = 0,
+) -> list[list[str]]:
+    """``n`` completions per chat prompt (left-padded batches, no gradient)."""
+    import torch
+
+    texts = [
+        tokenizer.apply_chat_template(list(p), tokenize=False, add_generation_prompt=True)
+        for p in prompts
+    ]
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    was_training = model.training
+    model.eval()
+    out: list[list[str]] = [[] for _ in texts]
+    device = next(model.parameters()).device
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": max_new_tokens,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    if temperature > 0:
+        kwargs.update(do_sample=True, temperature=temperature, top_p=top_p)
+    else:
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(seed)
+            for start in range(0, len(texts), batch_size):
+                chunk = texts[start : start + batch_size]
+                enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
+                enc = {k: v.to(device) for k, v in enc.items()}
+                ids = model.generate(**enc, num_return_sequences=n, **kwargs)
+                new = ids[:, enc["input_ids"].shape[1] :]
+                decoded = tokenizer.batch_decode(new, skip_special_tokens=True)
+                for i, text in enumerate(decoded):
+                    out[start + i // n].append(text)
+    finally:
+        tokenizer.padding_side = side
+        model.train(was_training)
+    return out
+
+
+def pass_at_1(
+    model: Any,
+    tokenizer: Any,
+    rows: Sequence[dict],
+    *,
+    protocol: str = "greedy",
+    n: int | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    max_new_tokens: int = 1024,
+    batch_size: int = 256,
+    seed: int = 0,
+) -> EvalResult:
+    """Pass@1 of an in-memory model on RL rows (``temperature``/``top_p`` override the protocol)."""
+    if not rows:
+        raise EvalError("no problems to evaluate: the data file is empty")
+    settings = protocol_settings(protocol, n)
+    if temperature is not None:
+        settings["temperature"] = temperature
+    if top_p is not None:
+        settings["top_p"] = top_p
+    completions = generate(
+        model,
+        tokenizer,
+        [r["prompt"] for r in rows],
+        temperature=settings["temperature"],
+        top_p=settings["top_p"],
+        n=int(settings["n"]),
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    by_source: dict[str, list[float]] = defaultdict(list)
+    correct = []
+    for row, samples in zip(rows, completions, strict=True):
+        truth = row["reward_model"]["ground_truth"]
+        score = sum(reward.grade(row["data_source"], s, truth).correct for s in samples) / len(
+            samples
+        )
+        by_source[row["data_source"]].append(score)
+        correct.append(score)
+    per_source = {src: sum(v) / len(v) for src, v in sorted(by_source.items())}
+    return EvalResult(
+        pass_at_1=per_source,
+        mean=sum(per_source.values()) / len(per_source),
+        problems=len(rows),
+        samples_per_problem=int(settings["n"]),
+        protocol=protocol,
+        correct=correct,
+    )
+
+
+def evaluate(
+    model_dir: str | os.PathLike,
+    data_files: Sequence[str | os.PathLike],
+    *,
+    protocol: str = "greedy",
+    n: int | None = None,
+    max_new_tokens: int = 1024,
+    limit: int | None = None,
+    batch_size: int = 256,
+    seed: int = 0,
+) -> EvalResult:
+    """Pass@1 of the model in ``model_dir`` on the problems of ``data_files``."""
+    from gmpo_kfp.models import load_model_and_tokenizer
+
+    if not data_files:
+        raise EvalError("data_files: none given; pass at least one verl RL parquet file")
+    rows: list[dict] = []
+    for path in data_files:
+        rows.extend(read_rl_parquet(path))
+    if limit is not None:
+        rows = rows[:limit]
+    model, tokenizer = load_model_and_tokenizer(str(model_dir))
+    print(f"gmpo: evaluating {len(rows)} problems ({protocol})", file=sys.stderr)
+    return pass_at_1(
+        model,
+        tokenizer,
+        rows,
+        protocol=protocol,
+        n=n,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        seed=seed,
+    )

@@ -1,0 +1,142 @@
+"""Metric names (the only list) and the metrics file both engines write.
+
+The file is verl's ``file`` logger format: one JSON object per line,
+``{"step": N, "data": {name: value, ...}}``, with verl's metric names. verl writes
+it itself (``$VERL_FILE_LOGGER_PATH``); the TRL engine writes the same shape
+through :class:`MetricsWriter`, so plots, reports and exporters read both alike.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+# verl's names
+SCORE_MEAN = "critic/score/mean"
+REWARD_MEAN = "critic/rewards/mean"
+PG_LOSS = "actor/pg_loss"
+PG_CLIPFRAC = "actor/pg_clipfrac"
+PG_CLIPFRAC_LOWER = "actor/pg_clipfrac_lower"
+PPO_KL = "actor/ppo_kl"
+ENTROPY = "actor/entropy"
+KL_LOSS = "actor/kl_loss"
+GRAD_NORM = "actor/grad_norm"
+LR = "actor/lr"
+RESPONSE_LENGTH_MEAN = "response_length/mean"
+RESPONSE_LENGTH_MAX = "response_length/max"
+RESPONSE_CLIP_RATIO = "response_length/clip_ratio"
+TIME_PER_STEP = "perf/time_per_step"
+THROUGHPUT = "perf/throughput"
+# ours, in verl's style: the range of importance ratios (the paper's stability signal)
+TOKEN_RATIO_MIN = "actor/token_ratio_min"
+TOKEN_RATIO_MAX = "actor/token_ratio_max"
+SEQ_RATIO_MIN = "actor/seq_ratio_min"
+SEQ_RATIO_MAX = "actor/seq_ratio_max"
+#: ranges combine by min / max over micro-batches, everything else by mean
+RANGE_REDUCTIONS = {
+    TOKEN_RATIO_MIN: min,
+    SEQ_RATIO_MIN: min,
+    TOKEN_RATIO_MAX: max,
+    SEQ_RATIO_MAX: max,
+}
+TRAINING_METRICS = (
+    SCORE_MEAN,
+    REWARD_MEAN,
+    PG_LOSS,
+    PG_CLIPFRAC,
+    PG_CLIPFRAC_LOWER,
+    PPO_KL,
+    ENTROPY,
+    KL_LOSS,
+    GRAD_NORM,
+    LR,
+    RESPONSE_LENGTH_MEAN,
+    RESPONSE_LENGTH_MAX,
+    RESPONSE_CLIP_RATIO,
+    TIME_PER_STEP,
+    THROUGHPUT,
+    TOKEN_RATIO_MIN,
+    TOKEN_RATIO_MAX,
+    SEQ_RATIO_MIN,
+    SEQ_RATIO_MAX,
+)
+PASS_AT_1 = "pass@1"
+
+
+def val_metric(data_source: str, n: int = 1) -> str:
+    """verl's validation accuracy name: ``val-core/<source>/acc/mean@<n>``."""
+    return f"val-core/{data_source}/acc/mean@{n}"
+
+
+#: TRL's GRPOTrainer log keys -> verl's names
+TRL_TO_VERL = {
+    "reward": SCORE_MEAN,
+    "loss": PG_LOSS,
+    "grad_norm": GRAD_NORM,
+    "learning_rate": LR,
+    "entropy": ENTROPY,
+    "kl": KL_LOSS,
+    "completions/mean_length": RESPONSE_LENGTH_MEAN,
+    "completions/max_length": RESPONSE_LENGTH_MAX,
+    "completions/clipped_ratio": RESPONSE_CLIP_RATIO,
+    "step_time": TIME_PER_STEP,
+}
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        v = float(value)
+        return v if math.isfinite(v) else None
+    return value
+
+
+class MetricsWriter:
+    """Appends ``{"step", "data"}`` records to a JSONL file, one flushed line each."""
+
+    def __init__(self, path: str | os.PathLike, *, append: bool = True):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = self.path.open("a" if append else "w", encoding="utf-8")
+
+    def write(self, step: int, data: Mapping[str, Any]) -> None:
+        record = {"step": int(step), "data": {k: _clean(v) for k, v in data.items()}}
+        self._fh.write(json.dumps(record, sort_keys=True) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> MetricsWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_metrics(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
+    """The records of a metrics file; a torn last line (a killed writer) is skipped."""
+    with Path(path).open(encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and "step" in record and "data" in record:
+                yield record
+
+
+def truncate_after(path: str | os.PathLike, step: int) -> None:
+    """Drop records after ``step`` (a resumed run rewrites them), atomically."""
+    p = Path(path)
+    if not p.exists():
+        return
+    kept = [r for r in read_metrics(p) if r["step"] <= step]
+    tmp = p.with_name(f".{p.name}.tmp")
+    tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in kept), encoding="utf-8")
+    os.replace(tmp, p)
