@@ -1,0 +1,135 @@
+"""TRL's GMPO loss against gmpo_kfp.objective.gmpo_loss, and where TRL departs from the spec."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from datasets import Dataset
+
+from gmpo_kfp.config import config_from_dict
+from gmpo_kfp.engines.trl import GMPOTrainer, trl_args
+from gmpo_kfp.models import build_tiny_model, load_model_and_tokenizer
+from gmpo_kfp.objective import gmpo_loss
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from trl.experimental.gmpo import GMPOTrainer as TRLGMPOTrainer
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    path = build_tiny_model(tmp_path_factory.mktemp("m") / "tiny")
+    return str(path)
+
+
+def make(cls, tiny, tmp_path, **extra):
+    model, tokenizer = load_model_and_tokenizer(tiny)
+    config = config_from_dict(
+        {"rollout": {"n": 4}, "batch": {"train_batch_size": 2, "mini_batch_size": 2,
+                                        "micro_batch_size_per_gpu": 8},
+         "data": {"max_response_length": 6}, "trainer": {"total_steps": 1}}
+    )
+    args = trl_args(config, str(tmp_path), max_steps=1)
+    data = Dataset.from_list([{"prompt": [{"role": "user", "content": "1+1="}]}] * 4)
+    trainer = cls(model=model, reward_funcs=[lambda completions, **k: [0.0] * len(completions)],
+                  args=args, train_dataset=data, processing_class=tokenizer, **extra)
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 1
+    return trainer, config
+
+
+def batch(seed, *, log_ratio_scale=0.3, empty_row=False, huge=False):
+    g = torch.Generator().manual_seed(seed)
+    b, p, t = 8, 4, 6
+    prompt_ids = torch.randint(4, 23, (b, p), generator=g)
+    completion_ids = torch.randint(4, 23, (b, t), generator=g)
+    lengths = torch.randint(1, t + 1, (b,), generator=g)
+    mask = (torch.arange(t)[None, :] < lengths[:, None]).long()
+    if empty_row:
+        mask[0] = 0
+    advantages = torch.randn(b, generator=g)
+    advantages[1] = 0.0
+    return {
+        "prompt_ids": prompt_ids,
+        "prompt_mask": torch.ones_like(prompt_ids),
+        "completion_ids": completion_ids,
+        "completion_mask": mask,
+        "advantages": advantages,
+        "noise": torch.randn(b, t, generator=g) * log_ratio_scale,
+        "huge": huge,
+    }
+
+
+def with_old(trainer, inputs):
+    """Old log-probs = current ones minus a known log-ratio (so ratios leave 1)."""
+    ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], 1)
+    att = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], 1)
+    with torch.no_grad():
+        logps, _, _ = trainer._get_per_token_logps_and_entropies(
+            trainer.model, ids, att, inputs["completion_ids"].size(1)
+        )
+    log_ratio = inputs["noise"].clone()
+    if inputs["huge"]:
+        log_ratio[2, 0] = 1000.0
+        inputs["advantages"][2] = -1.0
+    out = {k: v for k, v in inputs.items() if k not in ("noise", "huge")}
+    out["old_per_token_logps"] = logps - log_ratio
+    return out, logps
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_trl_gmpo_loss_equals_ours_within_1e_5(tiny, tmp_path, seed):
+    trainer, _ = make(TRLGMPOTrainer, tiny, tmp_path)
+    inputs, logps = with_old(trainer, batch(seed))
+    theirs = trainer._compute_loss(trainer.model, inputs)
+    mask = inputs["completion_mask"].float()
+    ours, _ = gmpo_loss(inputs["old_per_token_logps"], logps,
+                        inputs["advantages"][:, None].expand_as(logps), mask,
+                        clip_ratio_low=0.4, clip_ratio_high=0.4)
+    assert abs(theirs.item() - ours.item()) < 1e-5
+    # and their gradients agree too
+    trainer.model.zero_grad()
+    theirs.backward()
+    grads_theirs = [p.grad.clone() for p in trainer.model.parameters() if p.grad is not None]
+    trainer.model.zero_grad()
+    ours_trainer_loss = ours_loss_through_engine(tiny, tmp_path, inputs, trainer.model)
+    ours_trainer_loss.backward()
+    grads_ours = [p.grad.clone() for p in trainer.model.parameters() if p.grad is not None]
+    for a, b in zip(grads_theirs, grads_ours, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
+
+
+def ours_loss_through_engine(tiny, tmp_path, inputs, model):
+    trainer, _ = make(GMPOTrainer, tiny, tmp_path, gmpo_config=config_from_dict({}))
+    trainer.model.load_state_dict(model.state_dict())
+    loss = trainer._compute_loss(model, inputs)
+    return loss
+
+
+def test_the_engine_loss_is_our_objective(tiny, tmp_path):
+    trainer, _ = make(GMPOTrainer, tiny, tmp_path, gmpo_config=config_from_dict({}))
+    inputs, logps = with_old(trainer, batch(7))
+    engine = trainer._compute_loss(trainer.model, inputs)
+    mask = inputs["completion_mask"].float()
+    ours, _ = gmpo_loss(inputs["old_per_token_logps"], logps,
+                        inputs["advantages"][:, None].expand_as(logps), mask)
+    assert engine.item() == pytest.approx(ours.item(), abs=1e-7)
+    assert "actor/token_ratio_max" in trainer._gmpo_step_metrics
+
+
+def test_where_trl_departs_from_the_spec_ours_does_not(tiny, tmp_path):
+    trl_trainer, _ = make(TRLGMPOTrainer, tiny, tmp_path)
+    ours_trainer, _ = make(GMPOTrainer, tiny, tmp_path, gmpo_config=config_from_dict({}))
+    # a huge log-ratio on the unclipped side (A < 0): TRL's loss overflows, ours stays finite
+    inputs, _ = with_old(trl_trainer, batch(1, huge=True))
+    assert not torch.isfinite(trl_trainer._compute_loss(trl_trainer.model, inputs))
+    assert torch.isfinite(ours_trainer._compute_loss(ours_trainer.model, inputs))
+    # an empty response: TRL adds -A to its loss value, ours adds nothing
+    inputs, logps = with_old(trl_trainer, batch(2, empty_row=True, log_ratio_scale=0.0))
+    theirs = trl_trainer._compute_loss(trl_trainer.model, inputs).item()
+    ours = ours_trainer._compute_loss(ours_trainer.model, inputs).item()
+    adv = inputs["advantages"]
+    assert theirs == pytest.approx(-adv.mean().item(), abs=1e-6)
+    assert ours == pytest.approx(-adv[1:].sum().item() / len(adv), abs=1e-6)
