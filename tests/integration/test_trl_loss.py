@@ -27,14 +27,23 @@ def tiny(tmp_path_factory):
 def make(cls, tiny, tmp_path, **extra):
     model, tokenizer = load_model_and_tokenizer(tiny)
     config = config_from_dict(
-        {"rollout": {"n": 4}, "batch": {"train_batch_size": 2, "mini_batch_size": 2,
-                                        "micro_batch_size_per_gpu": 8},
-         "data": {"max_response_length": 6}, "trainer": {"total_steps": 1}}
+        {
+            "rollout": {"n": 4},
+            "batch": {"train_batch_size": 2, "mini_batch_size": 2, "micro_batch_size_per_gpu": 8},
+            "data": {"max_response_length": 6},
+            "trainer": {"total_steps": 1},
+        }
     )
     args = trl_args(config, str(tmp_path), max_steps=1)
     data = Dataset.from_list([{"prompt": [{"role": "user", "content": "1+1="}]}] * 4)
-    trainer = cls(model=model, reward_funcs=[lambda completions, **k: [0.0] * len(completions)],
-                  args=args, train_dataset=data, processing_class=tokenizer, **extra)
+    trainer = cls(
+        model=model,
+        reward_funcs=[lambda completions, **k: [0.0] * len(completions)],
+        args=args,
+        train_dataset=data,
+        processing_class=tokenizer,
+        **extra,
+    )
     trainer.model.train()
     trainer.current_gradient_accumulation_steps = 1
     return trainer, config
@@ -85,9 +94,14 @@ def test_trl_gmpo_loss_equals_ours_within_1e_5(tiny, tmp_path, seed):
     inputs, logps = with_old(trainer, batch(seed))
     theirs = trainer._compute_loss(trainer.model, inputs)
     mask = inputs["completion_mask"].float()
-    ours, _ = gmpo_loss(inputs["old_per_token_logps"], logps,
-                        inputs["advantages"][:, None].expand_as(logps), mask,
-                        clip_ratio_low=0.4, clip_ratio_high=0.4)
+    ours, _ = gmpo_loss(
+        inputs["old_per_token_logps"],
+        logps,
+        inputs["advantages"][:, None].expand_as(logps),
+        mask,
+        clip_ratio_low=0.4,
+        clip_ratio_high=0.4,
+    )
     assert abs(theirs.item() - ours.item()) < 1e-5
     # and their gradients agree too
     trainer.model.zero_grad()
@@ -113,8 +127,9 @@ def test_the_engine_loss_is_our_objective(tiny, tmp_path):
     inputs, logps = with_old(trainer, batch(7))
     engine = trainer._compute_loss(trainer.model, inputs)
     mask = inputs["completion_mask"].float()
-    ours, _ = gmpo_loss(inputs["old_per_token_logps"], logps,
-                        inputs["advantages"][:, None].expand_as(logps), mask)
+    ours, _ = gmpo_loss(
+        inputs["old_per_token_logps"], logps, inputs["advantages"][:, None].expand_as(logps), mask
+    )
     assert engine.item() == pytest.approx(ours.item(), abs=1e-7)
     assert "actor/token_ratio_max" in trainer._gmpo_step_metrics
 
@@ -127,7 +142,7 @@ def test_where_trl_departs_from_the_spec_ours_does_not(tiny, tmp_path):
     assert not torch.isfinite(trl_trainer._compute_loss(trl_trainer.model, inputs))
     assert torch.isfinite(ours_trainer._compute_loss(ours_trainer.model, inputs))
     # an empty response: TRL adds -A to its loss value, ours adds nothing
-    inputs, logps = with_old(trl_trainer, batch(2, empty_row=True, log_ratio_scale=0.0))
+    inputs, _ = with_old(trl_trainer, batch(2, empty_row=True, log_ratio_scale=0.0))
     theirs = trl_trainer._compute_loss(trl_trainer.model, inputs).item()
     ours = ours_trainer._compute_loss(ours_trainer.model, inputs).item()
     adv = inputs["advantages"]

@@ -1,0 +1,216 @@
+"""Importers: the recipes' data sources, from local files in their published schemas, to RL rows.
+
+=====================  ==========================================  ==========================
+source                 published schema (parquet, jsonl or json)   ground truth
+=====================  ==========================================  ==========================
+``gsm8k``              ``question``, ``answer`` (``... #### 72``)  the number after ``####``
+``math``               ``problem``, ``solution``, ``level``,       the solution's last
+                       ``type`` (MATH-lighteval)                   ``\\boxed{}``; ``levels``
+                                                                   filters ("Level 3" -> 3)
+``dapo-math-17k``      verl RL rows already                        as given (validated)
+``aime-2024``          verl RL rows already                        as given (validated)
+``math_lvl3to5_8k``    ``problem``, ``answer`` (the paper's data)  ``answer``
+``arithmetic``         none: generated (:mod:`.arithmetic`)        the sum
+=====================  ==========================================  ==========================
+
+Prompt templates (:data:`TEMPLATES`) are the ones verl's preprocessing scripts
+and the paper use; each source has a default, and any source takes any template.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from gmpo_kfp.data.schema import DataError, read_rl_parquet, validate_rows
+
+# verl examples/data_preprocess/gsm8k.py and math_dataset.py append an instruction to the
+# problem; the paper (Qwen-math template) puts it in a system turn.
+GSM8K_INSTRUCTION = 'Let\'s think step by step and output the final answer after "####".'
+MATH_INSTRUCTION = "Let's think step by step and output the final answer within \\boxed{}."
+QWEN_MATH_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
+
+
+def _suffix(instruction: str) -> Callable[[str], list[dict[str, str]]]:
+    return lambda problem: [{"role": "user", "content": f"{problem} {instruction}"}]
+
+
+TEMPLATES: dict[str, Callable[[str], list[dict[str, str]]]] = {
+    "verl-gsm8k": _suffix(GSM8K_INSTRUCTION),
+    "verl-math": _suffix(MATH_INSTRUCTION),
+    "qwen-math": lambda problem: [
+        {"role": "system", "content": QWEN_MATH_SYSTEM},
+        {"role": "user", "content": problem},
+    ],
+    "plain": lambda problem: [{"role": "user", "content": problem}],
+}
+
+
+def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Rows of a local parquet, JSON-lines or JSON (list of objects) file."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"source file {p} does not exist: give a local parquet or jsonl file")
+    if p.stat().st_size == 0:
+        raise DataError(f"source file {p} is empty: re-download or regenerate it")
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            return pq.read_table(p).to_pylist()
+        if suffix in (".jsonl", ".ndjson"):
+            with p.open(encoding="utf-8") as fh:
+                return [json.loads(line) for line in fh if line.strip()]
+        if suffix == ".json":
+            data = json.loads(p.read_text(encoding="utf-8"))
+            if isinstance(data, list):
+                return data
+            raise DataError(f"source file {p}: a .json source must hold a list of objects")
+    except (json.JSONDecodeError, OSError) as exc:
+        raise DataError(f"source file {p} cannot be read ({exc})") from None
+    except Exception as exc:  # pyarrow's errors
+        raise DataError(f"source file {p} cannot be read ({exc})") from None
+    raise DataError(f"source file {p}: unknown format {suffix!r}; use .parquet, .jsonl or .json")
+
+
+def _need(record: dict, field: str, index: int, source: str) -> Any:
+    value = record.get(field)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise DataError(f"{source} record {index}: field {field!r} is missing or empty")
+    return value
+
+
+def _row(data_source: str, prompt: list, truth: Any, split: str, index: int, **extra: Any) -> dict:
+    return {
+        "data_source": data_source,
+        "prompt": prompt,
+        "ability": "math",
+        "reward_model": {"style": "rule", "ground_truth": truth},
+        "extra_info": {"split": split, "index": index, **extra},
+    }
+
+
+def gsm8k_rows(records: Sequence[dict], *, split: str, template: str = "verl-gsm8k") -> list[dict]:
+    """GSM8K (``openai/gsm8k``): the answer after ``####``, commas removed."""
+    render = TEMPLATES[template]
+    rows = []
+    for i, r in enumerate(records):
+        question = _need(r, "question", i, "gsm8k")
+        answer = _need(r, "answer", i, "gsm8k")
+        if "####" not in answer:
+            raise DataError(f"gsm8k record {i}: field 'answer' has no '#### <number>' line")
+        truth = answer.split("####")[-1].strip().replace(",", "")
+        rows.append(_row("openai/gsm8k", render(question), truth, split, i, question=question))
+    return rows
+
+
+def math_rows(
+    records: Sequence[dict],
+    *,
+    split: str,
+    template: str = "verl-math",
+    levels: Sequence[int] | None = None,
+    data_source: str = "DigitalLearningGmbH/MATH-lighteval",
+) -> list[dict]:
+    """MATH: the answer is the solution's last ``\\boxed{}``; ``levels`` keeps those levels."""
+    from gmpo_kfp.reward import last_boxed
+
+    render = TEMPLATES[template]
+    wanted = set(levels) if levels else None
+    rows = []
+    for i, r in enumerate(records):
+        problem = _need(r, "problem", i, "math")
+        solution = _need(r, "solution", i, "math")
+        level = _level(r.get("level"))
+        if wanted is not None and level not in wanted:
+            continue
+        truth = last_boxed(solution)
+        if truth is None:
+            raise DataError(f"math record {i}: field 'solution' has no \\boxed{{}} answer")
+        extra = {"level": level, "type": r.get("type")}
+        rows.append(_row(data_source, render(problem), truth, split, i, **extra))
+    return rows
+
+
+def _level(value: Any) -> int | None:
+    """``"Level 3"`` or ``3`` -> 3; ``"Level ?"`` (a few MATH rows) -> None."""
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        digits = "".join(ch for ch in value if ch.isdigit())
+        return int(digits) if digits else None
+    return None
+
+
+def paper_rows(records: Sequence[dict], *, split: str, template: str = "qwen-math") -> list[dict]:
+    """The paper's ``math_lvl3to5_8k`` (``problem``, ``answer``), Qwen-math template."""
+    render = TEMPLATES[template]
+    rows = []
+    for i, r in enumerate(records):
+        problem = _need(r, "problem", i, "math_lvl3to5_8k")
+        answer = _need(r, "answer", i, "math_lvl3to5_8k")
+        rows.append(_row("math_lvl3to5_8k", render(problem), str(answer), split, i))
+    return rows
+
+
+def rl_rows(records: Sequence[dict], *, split: str, template: str | None = None) -> list[dict]:
+    """Sources published as verl RL rows (DAPO-Math-17k, AIME-2024): validated as they are."""
+    rows = [dict(r) for r in records]
+    validate_rows(rows)
+    return rows
+
+
+#: source name -> function of (records, split=..., template=...) giving RL rows
+IMPORTERS: dict[str, Callable[..., list[dict]]] = {
+    "gsm8k": gsm8k_rows,
+    "math": math_rows,
+    "math_lvl3to5_8k": paper_rows,
+    "dapo-math-17k": rl_rows,
+    "aime-2024": rl_rows,
+}
+
+
+def import_source(
+    source: str,
+    path: str | os.PathLike | None = None,
+    *,
+    split: str = "train",
+    template: str | None = None,
+    levels: Sequence[int] | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+) -> list[dict]:
+    """RL rows of ``source`` read from ``path`` (``arithmetic`` is generated, no path)."""
+    if template is not None and template not in TEMPLATES:
+        raise DataError(f"template must be one of {', '.join(TEMPLATES)}; got {template!r}")
+    if source == "arithmetic":
+        from gmpo_kfp.data.arithmetic import arithmetic_rows
+
+        rows = arithmetic_rows(split, seed=seed)
+    elif source in IMPORTERS:
+        if path is None:
+            raise DataError(f"source {source}: give the path of its local file")
+        if source in ("dapo-math-17k", "aime-2024"):
+            rows = read_rl_parquet(path) if str(path).endswith(".parquet") else None
+            rows = rows if rows is not None else rl_rows(read_records(path), split=split)
+        else:
+            kwargs: dict[str, Any] = {"split": split}
+            if template is not None:
+                kwargs["template"] = template
+            if levels is not None:
+                if source != "math":
+                    raise DataError("levels: only the math source has levels; drop the filter")
+                kwargs["levels"] = levels
+            rows = IMPORTERS[source](read_records(path), **kwargs)
+    else:
+        known = ", ".join(["arithmetic", *IMPORTERS])
+        raise DataError(f"source must be one of {known}; got {source!r}")
+    if limit is not None:
+        rows = rows[:limit]
+    if not rows:
+        raise DataError(f"source {source}: no rows left (check the file and the level filter)")
+    return rows
