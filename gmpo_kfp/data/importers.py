@@ -94,18 +94,43 @@ def _row(data_source: str, prompt: list, truth: Any, split: str, index: int, **e
     }
 
 
-def gsm8k_rows(records: Sequence[dict], *, split: str, template: str = "verl-gsm8k") -> list[dict]:
-    """GSM8K (``openai/gsm8k``): the answer after ``####``, commas removed."""
+def _qa_rows(
+    records: Sequence[dict],
+    *,
+    name: str,
+    data_source: str,
+    question: str,
+    truth: Callable[[dict, int], str],
+    split: str,
+    template: str,
+) -> list[dict]:
     render = TEMPLATES[template]
     rows = []
     for i, r in enumerate(records):
-        question = _need(r, "question", i, "gsm8k")
-        answer = _need(r, "answer", i, "gsm8k")
-        if "####" not in answer:
-            raise DataError(f"gsm8k record {i}: field 'answer' has no '#### <number>' line")
-        truth = answer.split("####")[-1].strip().replace(",", "")
-        rows.append(_row("openai/gsm8k", render(question), truth, split, i, question=question))
+        text = _need(r, question, i, name)
+        extra = {"question": text} if name == "gsm8k" else {}
+        rows.append(_row(data_source, render(text), truth(r, i), split, i, **extra))
     return rows
+
+
+def _gsm8k_truth(record: dict, index: int) -> str:
+    answer = _need(record, "answer", index, "gsm8k")
+    if "####" not in answer:
+        raise DataError(f"gsm8k record {index}: field 'answer' has no '#### <number>' line")
+    return answer.split("####")[-1].strip().replace(",", "")
+
+
+def gsm8k_rows(records: Sequence[dict], *, split: str, template: str = "verl-gsm8k") -> list[dict]:
+    """GSM8K (``openai/gsm8k``): the answer after ``####``, commas removed."""
+    return _qa_rows(
+        records,
+        name="gsm8k",
+        data_source="openai/gsm8k",
+        question="question",
+        truth=_gsm8k_truth,
+        split=split,
+        template=template,
+    )
 
 
 def math_rows(
@@ -148,13 +173,15 @@ def _level(value: Any) -> int | None:
 
 def paper_rows(records: Sequence[dict], *, split: str, template: str = "qwen-math") -> list[dict]:
     """The paper's ``math_lvl3to5_8k`` (``problem``, ``answer``), Qwen-math template."""
-    render = TEMPLATES[template]
-    rows = []
-    for i, r in enumerate(records):
-        problem = _need(r, "problem", i, "math_lvl3to5_8k")
-        answer = _need(r, "answer", i, "math_lvl3to5_8k")
-        rows.append(_row("math_lvl3to5_8k", render(problem), str(answer), split, i))
-    return rows
+    return _qa_rows(
+        records,
+        name="math_lvl3to5_8k",
+        data_source="math_lvl3to5_8k",
+        question="problem",
+        truth=lambda r, i: str(_need(r, "answer", i, "math_lvl3to5_8k")),
+        split=split,
+        template=template,
+    )
 
 
 def rl_rows(records: Sequence[dict], *, split: str, template: str | None = None) -> list[dict]:
