@@ -122,15 +122,8 @@ def _gsm8k_truth(record: dict, index: int) -> str:
 
 def gsm8k_rows(records: Sequence[dict], *, split: str, template: str = "verl-gsm8k") -> list[dict]:
     """GSM8K (``openai/gsm8k``): the answer after ``####``, commas removed."""
-    return _qa_rows(
-        records,
-        name="gsm8k",
-        data_source="openai/gsm8k",
-        question="question",
-        truth=_gsm8k_truth,
-        split=split,
-        template=template,
-    )
+    spec = {"data_source": "openai/gsm8k", "question": "question", "truth": _gsm8k_truth}
+    return _qa_rows(records, name="gsm8k", split=split, template=template, **spec)
 
 
 def math_rows(
@@ -171,17 +164,14 @@ def _level(value: Any) -> int | None:
     return None
 
 
+def _paper_truth(record: dict, index: int) -> str:
+    return str(_need(record, "answer", index, "math_lvl3to5_8k"))
+
+
 def paper_rows(records: Sequence[dict], *, split: str, template: str = "qwen-math") -> list[dict]:
     """The paper's ``math_lvl3to5_8k`` (``problem``, ``answer``), Qwen-math template."""
-    return _qa_rows(
-        records,
-        name="math_lvl3to5_8k",
-        data_source="math_lvl3to5_8k",
-        question="problem",
-        truth=lambda r, i: str(_need(r, "answer", i, "math_lvl3to5_8k")),
-        split=split,
-        template=template,
-    )
+    spec = {"data_source": "math_lvl3to5_8k", "question": "problem", "truth": _paper_truth}
+    return _qa_rows(records, name="math_lvl3to5_8k", split=split, template=template, **spec)
 
 
 def rl_rows(records: Sequence[dict], *, split: str, template: str | None = None) -> list[dict]:
