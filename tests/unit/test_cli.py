@@ -86,3 +86,33 @@ def test_moe_clip_warning_is_one_line():
     assert out.returncode == 0
     assert out.stderr.startswith("gmpo: warning: model.moe is set")
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_train_bad_inputs_are_one_line_and_leave_nothing(tmp_path):
+    out_dir = tmp_path / "run"
+    cases = [
+        (["--set", "data.task=", "--output", str(out_dir)], "data.train_files: empty"),
+        (
+            [
+                "--set",
+                f"data.train_files={tmp_path / 'missing.parquet'}",
+                "--set",
+                "data.task=",
+                "--output",
+                str(out_dir),
+            ],
+            "does not exist",
+        ),
+        (
+            ["--set", "algorithm.clip_ratio_low=0", "--output", str(out_dir)],
+            "algorithm.clip_ratio_low must be > 0",
+        ),
+        (["--preset", "nope"], "unknown preset"),
+    ]
+    for args, message in cases:
+        out = gmpo("train", "--no-progress", *args)
+        assert out.returncode == 2, (args, out.stderr)
+        assert "Traceback" not in out.stderr
+        assert message in out.stderr, (message, out.stderr)
+        assert out.stderr.strip().splitlines()[-1].startswith("gmpo: error:")
+    assert not (out_dir / "model").exists() and not (out_dir / "metrics.jsonl").exists()

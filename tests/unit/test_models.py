@@ -1,0 +1,58 @@
+"""The tiny offline model and its character tokenizer, loaded by path like any HF model."""
+
+from __future__ import annotations
+
+import pytest
+
+from gmpo_kfp.models import (
+    ModelError,
+    build_char_tokenizer,
+    build_tiny_model,
+    check_model_dir,
+    load_model_and_tokenizer,
+    resolve_model_path,
+)
+
+
+def test_char_tokenizer_round_trips_and_renders_chat():
+    tok = build_char_tokenizer()
+    ids = tok("07+45=", add_special_tokens=False)["input_ids"]
+    assert len(ids) == 6 and tok.decode(ids) == "07+45="
+    assert tok.decode([*tok("52")["input_ids"], tok.eos_token_id], skip_special_tokens=True) == "52"
+    prompt = [{"role": "user", "content": "07+45="}]
+    assert tok.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True) == "07+45="
+    full = [*prompt, {"role": "assistant", "content": "52"}]
+    assert tok.apply_chat_template(full, tokenize=False) == "07+45=52<eos>"
+    assert tok("x?", add_special_tokens=False)["input_ids"] == [tok.unk_token_id] * 2
+
+
+def test_tiny_model_is_saved_and_loaded_by_path(tmp_path):
+    path = build_tiny_model(tmp_path / "tiny")
+    assert not list(tmp_path.glob(".tiny.*"))  # no staging folder left behind
+    model, tok = load_model_and_tokenizer(str(path))
+    assert model.config.model_type == "qwen2"
+    assert 400_000 < sum(p.numel() for p in model.parameters()) < 700_000
+    assert model.config.tie_word_embeddings and model.config.vocab_size == len(tok)
+    again, _ = load_model_and_tokenizer(str(build_tiny_model(tmp_path / "b")))
+    for a, b in zip(model.parameters(), again.parameters(), strict=True):
+        assert (a == b).all()  # seeded: the same weights every time
+
+
+def test_resolve_builds_tiny_once_and_passes_other_paths_through(tmp_path):
+    first = resolve_model_path("tiny", tmp_path)
+    stamp = (tmp_path / "tiny-model" / "model.safetensors").stat().st_mtime_ns
+    assert resolve_model_path("tiny", tmp_path) == first
+    assert (tmp_path / "tiny-model" / "model.safetensors").stat().st_mtime_ns == stamp
+    assert resolve_model_path("Qwen/Qwen2.5-Math-7B", tmp_path) == "Qwen/Qwen2.5-Math-7B"
+
+
+def test_model_directory_errors_name_the_path_and_the_fix(tmp_path):
+    with pytest.raises(ModelError, match=r"model.path: .*does not exist"):
+        check_model_dir(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match=r"no config\.json"):
+        check_model_dir(str(tmp_path / "empty"))
+    (tmp_path / "empty" / "config.json").write_text("{}")
+    with pytest.raises(ModelError, match=r"has no weights .*save_pretrained"):
+        check_model_dir(str(tmp_path / "empty"))
+    check_model_dir("Qwen/Qwen2.5-Math-7B")  # a hub id is not checked locally
