@@ -85,11 +85,17 @@ def _rows(files: list[str], field: str) -> list[dict]:
 
 
 def train(
-    config: TrainConfig, *, progress: bool = True, callbacks: Sequence[Any] = ()
+    config: TrainConfig,
+    *,
+    progress: bool = True,
+    callbacks: Sequence[Any] = (),
+    trl_overrides: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train as ``config`` says, on its engine; returns the final model and metrics file.
 
-    ``callbacks`` are extra ``transformers.TrainerCallback`` objects for the TRL engine.
+    TRL engine only: ``callbacks`` are extra ``transformers.TrainerCallback`` objects;
+    ``trl_overrides`` sets fields of the generated ``GMPOConfig``/``GRPOConfig`` that our
+    config does not cover (e.g. ``{"generation_kwargs": {"min_new_tokens": 32}}``).
     """
     config = materialise_task(config)
     if not config.data.train_files:
@@ -116,7 +122,15 @@ def train(
         file=sys.stderr,
     )
     return TrainResult(
-        **engine.run(config, train_rows, val_rows, sft_rows, progress=progress, callbacks=callbacks)
+        **engine.run(
+            config,
+            train_rows,
+            val_rows,
+            sft_rows,
+            progress=progress,
+            callbacks=callbacks,
+            trl_overrides=trl_overrides,
+        )
     )
 
 

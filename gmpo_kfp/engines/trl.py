@@ -512,6 +512,7 @@ def run(
     *,
     progress: bool = True,
     callbacks: Sequence[TrainerCallback] = (),
+    trl_overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train with TRL as ``config`` says; returns the fields of ``training.TrainResult``."""
     from transformers import AutoModelForCausalLM
@@ -571,6 +572,10 @@ def run(
     else:
         M.truncate_after(out / "metrics.jsonl", int(resume_from.rsplit("-", 1)[1]) // per_rollout)
     args = trl_args(c, str(ckpt_dir), max_steps=steps)
+    for key, value in (trl_overrides or {}).items():
+        if not hasattr(args, key):
+            raise ConfigError(f"trl_overrides: {type(args).__name__} has no field {key!r}")
+        setattr(args, key, value)
     validation = None
     if val_rows and c.trainer.test_freq != 0:
         validation = ValidationCallback(
