@@ -219,6 +219,11 @@ class VerlConfig(_Section):
     fsdp_size: int = _f(-1, "FSDP shard group size (-1: all GPUs)", min=-1)
     ulysses_sequence_parallel: int = _f(1, "Ulysses sequence-parallel size", gt=0)
     reward_manager: str = _f("naive", "verl reward manager", choices=("naive", "dapo", "prime"))
+    reward_function: str = _f(
+        "gmpo",
+        "grader: gmpo (gmpo_kfp.reward, as the trl engine grades) or verl (default_compute_score)",
+        choices=("gmpo", "verl"),
+    )
     overlong_buffer_len: int = _f(0, "DAPO overlong penalty span in tokens (0: off)", min=0)
     overlong_penalty_factor: float = _f(1.0, "DAPO overlong penalty at the longest length", min=0)
     checkpoint_contents: list[str] = _f(

@@ -322,7 +322,8 @@ class MetricsCallback(TrainerCallback):
 class ProgressCallback(TrainerCallback):
     """A tqdm bar over rollout steps with the reward and the latest Pass@1."""
 
-    def __init__(self, total: int, metrics: MetricsCallback, *, per_rollout: int, desc: str):
+    def __init__(self, total: int, metrics: Any, *, per_rollout: int, desc: str):
+        # ``metrics``: any object whose ``last`` dict holds the latest metric values
         self.total, self.metrics, self.per_rollout, self.desc = total, metrics, per_rollout, desc
         self.bar: Any = None
 
@@ -370,6 +371,7 @@ class StopAtPassRate(TrainerCallback):
         )
         self.history: list[tuple[int, float]] = []
         self.tokenizer: Any = None
+        self.last: dict[str, float] = {}
 
     def on_train_begin(self, args, state, control, processing_class=None, **kw):
         self.tokenizer = processing_class
@@ -381,6 +383,7 @@ class StopAtPassRate(TrainerCallback):
 
         score = pass_at_1(model, self.tokenizer, self.rows, max_new_tokens=self.max_new_tokens).mean
         self.history.append((state.global_step, score))
+        self.last = {M.PASS_AT_1: score}
         if score >= self.target:
             control.should_training_stop = True
 
@@ -436,6 +439,8 @@ def sft_warmup(
     sft_rows: Sequence[dict],
     check_rows: Sequence[dict],
     output_dir: Path,
+    *,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Supervised warm-up on the answers of ``sft_rows`` until the Pass@1 target; in place."""
     from datasets import Dataset
@@ -481,6 +486,8 @@ def sft_warmup(
         model=model, args=args, train_dataset=data, processing_class=tokenizer, callbacks=[stop]
     )
     _quiet(trainer)
+    if progress:
+        trainer.add_callback(ProgressCallback(s.max_steps, stop, per_rollout=1, desc="warm-up"))
     start = time.perf_counter()
     trainer.train()
     return {
@@ -515,6 +522,7 @@ def run(
     trl_overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train with TRL as ``config`` says; returns the fields of ``training.TrainResult``."""
+    import datasets
     from transformers import AutoModelForCausalLM
     from transformers.trainer_utils import get_last_checkpoint
     from transformers.utils import logging as hf_logging
@@ -522,6 +530,7 @@ def run(
     from gmpo_kfp.models import has_weights, load_tokenizer, resolve_model_path
 
     hf_logging.disable_progress_bar()
+    datasets.disable_progress_bars()  # our own bars say how far a run is
     c = config
     for note in unsupported(c):
         warnings.warn(f"the trl engine ignores {note}", UserWarning, stacklevel=2)
@@ -555,7 +564,9 @@ def run(
         else:
             model = AutoModelForCausalLM.from_pretrained(base)
             print(f"gmpo: supervised warm-up on {len(sft_rows)} examples", file=sys.stderr)
-            sft_info = sft_warmup(c, model, tokenizer, sft_rows, train_rows, out / "sft")
+            sft_info = sft_warmup(
+                c, model, tokenizer, sft_rows, train_rows, out / "sft", progress=progress
+            )
             save_model_dir(model, tokenizer, sft_dir)
             base = str(sft_dir)
             print(

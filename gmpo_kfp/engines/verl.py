@@ -36,6 +36,11 @@ M = "actor_rollout_ref.model."
 VERL_LOSS_MODES = {"gmpo": "gmpo", "grpo": "vanilla", "gspo": "gspo"}
 
 
+#: verl's custom_reward_function: our grader, so both engines grade alike
+REWARD_FUNCTION_PATH = "pkg://gmpo_kfp.reward"
+REWARD_FUNCTION_NAME = "compute_score"
+
+
 def format_value(value: Any) -> str:
     """A Python value as Hydra override syntax."""
     if isinstance(value, bool):
@@ -126,6 +131,10 @@ def verl_override_map(config: TrainConfig) -> dict[str, Any]:
         o[REF + "log_prob_micro_batch_size_per_gpu"] = c.batch.log_prob_micro_batch_size_per_gpu
     o[REF + "fsdp_config.param_offload"] = c.verl.ref_param_offload
     o["reward.reward_manager.name"] = c.verl.reward_manager
+    if c.verl.reward_function == "gmpo":
+        # verl imports pkg:// paths as modules: the installed gmpo_kfp.reward, in every worker
+        o["reward.custom_reward_function.path"] = REWARD_FUNCTION_PATH
+        o["reward.custom_reward_function.name"] = REWARD_FUNCTION_NAME
     if c.verl.overlong_buffer_len:
         cfg = "+reward.reward_kwargs.overlong_buffer_cfg."
         o[cfg + "enable"] = True

@@ -17,8 +17,8 @@ CONFIG_DIR = str(Path(verl.trainer.__file__).parent / "config")
 
 def verl_config(name: str):
     config = load_preset(name)
-    if name == "tiny-cpu":  # verl has no linear schedule: the mapping refuses it
-        config = apply_overrides(config, ["optim.lr_schedule=cosine"])
+    if name == "tiny-cpu":  # verl has no linear schedule nor warm-up: the mapping refuses them
+        config = apply_overrides(config, ["optim.lr_schedule=cosine", "sft.enabled=false"])
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
         return config, compose("ppo_trainer", overrides=verl_overrides(config))
 
@@ -34,3 +34,30 @@ def test_every_override_lands_in_verls_config(name):
         got = list(node) if hasattr(node, "__len__") and not isinstance(node, str) else node
         assert got == value, (key, got, value)
     assert composed.actor_rollout_ref.actor.policy_loss.loss_mode == "gmpo"
+
+
+def test_verl_loads_our_grader_as_its_custom_reward_function():
+    from verl.trainer.ppo.reward import get_custom_reward_fn
+
+    from gmpo_kfp import reward
+    from gmpo_kfp.config import config_from_dict
+    from gmpo_kfp.engines.verl import verl_override_map
+
+    o = verl_override_map(config_from_dict({}))
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create(
+        {
+            "reward": {
+                "custom_reward_function": {
+                    "path": o["reward.custom_reward_function.path"],
+                    "name": o["reward.custom_reward_function.name"],
+                }
+            }
+        }
+    )
+    fn = get_custom_reward_fn(cfg)
+    assert fn("arithmetic", "52", "52") == reward.compute_score("arithmetic", "52", "52")
+    assert fn("openai/gsm8k", "#### 3", "4") == {"score": 0.0, "acc": 0.0}
+    off = verl_override_map(config_from_dict({"verl": {"reward_function": "verl"}}))
+    assert not any("custom_reward_function" in key for key in off)
