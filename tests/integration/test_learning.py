@@ -1,0 +1,38 @@
+"""The tiny model learns: held-out greedy Pass@1 is clearly higher after GMPO than before.
+
+A smaller version of the README's five-minute run (`tiny-cpu`, the arithmetic task):
+the same supervised warm-up to Pass@1 0.2, then 400 GMPO steps instead of the
+full schedule, validated on 500 held-out problems.
+"""
+
+from __future__ import annotations
+
+from gmpo_kfp.config import apply_overrides
+from gmpo_kfp.data.arithmetic import arithmetic_rows
+from gmpo_kfp.data.schema import write_rl_parquet
+from gmpo_kfp.metrics import PASS_AT_1, read_metrics
+from gmpo_kfp.presets import load_preset
+from gmpo_kfp.training import train
+
+
+def test_gmpo_raises_held_out_pass_at_1_on_the_tiny_model(tmp_path):
+    val = write_rl_parquet(arithmetic_rows("test", limit=500), tmp_path / "val.parquet")
+    config = apply_overrides(
+        load_preset("tiny-cpu"),
+        [
+            f"trainer.output_dir={tmp_path / 'run'}",
+            f"data.val_files={val}",
+            "trainer.total_steps=400",
+            "optim.warmup_steps=50",
+            "trainer.test_freq=400",
+            "trainer.save_freq=-1",
+        ],
+    )
+    result = train(config, progress=False)
+    assert result.sft is not None and result.sft["reached"]
+    before, after = result.pass_at_1_before, result.pass_at_1_after
+    assert before is not None and after is not None
+    assert before <= 0.3, before  # the warm-up stops near 0.2: RL starts from a weak model
+    assert after >= before + 0.08, (before, after)
+    records = list(read_metrics(result.metrics_file))
+    assert [r["step"] for r in records if PASS_AT_1 in r["data"]] == [0, 400]
