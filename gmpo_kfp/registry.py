@@ -1,0 +1,205 @@
+"""A model registry on object storage: versions, manifests, aliases.
+
+Layout below the registry URI (``s3://BUCKET/PREFIX`` or ``file://PATH``)::
+
+    <name>/versions/<v>.json            the claim of version v (conditional create)
+    <name>/by-content/<sha256>.json     which version holds this content
+    <name>/<v>/files/...                the model files
+    <name>/<v>/manifest.json            written last: a version exists once this does
+    <name>/aliases/<alias>.json         {"version": v}; one PUT, so it moves atomically
+
+- Versions increase monotonically: a writer claims ``max + 1`` with a conditional
+  create and takes the next number when another writer got there first, so
+  concurrent registrations never share or lose a version.
+- The same content (the SHA-256 of every file) registered again is the same
+  version: a retry is idempotent, and a retry after a crash mid-upload finishes
+  the version it had claimed.
+- Readers see a version only once its manifest is there, and downloads are
+  checked against the manifest's checksums.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gmpo_kfp import __version__
+from gmpo_kfp.storage import StorageError, Store, join, open_store, sha256_file
+
+MANIFEST = "manifest.json"
+DEFAULT_ALIAS = "production"
+
+
+class RegistryError(ValueError):
+    """A registry request cannot be met; the message names the input and the fix."""
+
+
+@dataclass
+class Registration:
+    name: str
+    version: int
+    uri: str  # the version's folder
+    manifest_uri: str
+    created: bool  # False: the same content was already registered
+    content_sha256: str
+
+
+def _dump(data: dict) -> bytes:
+    return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+
+
+def local_files(model_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    root = Path(model_dir)
+    if not root.is_dir():
+        raise RegistryError(f"model_dir: {root} is not a directory; give the trained model folder")
+    files = {
+        p.relative_to(root).as_posix(): {"size": p.stat().st_size, "sha256": sha256_file(p)}
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.name.startswith(".")
+    }
+    if not files:
+        raise RegistryError(f"model_dir: {root} is empty; give the trained model folder")
+    return files
+
+
+def content_sha256(files: dict[str, dict[str, Any]]) -> str:
+    h = hashlib.sha256()
+    for rel in sorted(files):
+        h.update(f"{rel}\0{files[rel]['sha256']}\n".encode())
+    return h.hexdigest()
+
+
+def versions(store: Store, name: str) -> list[int]:
+    """Claimed version numbers of ``name``, ascending (including unfinished ones)."""
+    out = []
+    for key in store.list_keys(f"{name}/versions/"):
+        stem = key.rsplit("/", 1)[-1].removesuffix(".json")
+        if stem.isdigit():
+            out.append(int(stem))
+    return sorted(out)
+
+
+def _check_name(name: str) -> None:
+    if not name or "/" in name or name.startswith(".") or name != name.strip():
+        raise RegistryError(f"model name {name!r}: use letters, digits, '-', '_' or '.'")
+
+
+def register_model(
+    model_dir: str | os.PathLike,
+    registry_uri: str,
+    name: str,
+    *,
+    metrics: dict[str, float] | None = None,
+    config: dict[str, Any] | None = None,
+    source_run: str | None = None,
+    alias: str | None = DEFAULT_ALIAS,
+    store: Store | None = None,
+) -> Registration:
+    """Register the model in ``model_dir`` as the next version of ``name`` (or find it)."""
+    _check_name(name)
+    store = store or open_store(registry_uri)
+    files = local_files(model_dir)
+    digest = content_sha256(files)
+    claim_key = f"{name}/by-content/{digest}.json"
+    created = True
+    version = _claimed_version(store, claim_key)
+    if version is None:
+        version = _claim_next_version(store, name, digest)
+        if not store.put_bytes(claim_key, _dump({"version": version}), if_absent=True):
+            # the same content was claimed concurrently: give our number up, use theirs
+            store.put_bytes(f"{name}/versions/{version}.json", _dump({"abandoned": True}))
+            version = _claimed_version(store, claim_key)
+            created = False
+    else:
+        created = False
+    assert version is not None
+    prefix = f"{name}/{version}"
+    manifest_key = f"{prefix}/{MANIFEST}"
+    if store.get_bytes(manifest_key) is None:
+        if not created:
+            created = True  # an earlier attempt claimed the version and stopped mid-upload
+        uploaded = store.upload_dir(model_dir, f"{prefix}/files")
+        manifest = {
+            "name": name,
+            "version": version,
+            "files": uploaded,
+            "content_sha256": digest,
+            "source_run": source_run,
+            "metrics": metrics or {},
+            "config": config or {},
+            "package": f"gmpo-kfp {__version__}",
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        store.put_bytes(manifest_key, _dump(manifest))
+    if alias:
+        set_alias(store, name, alias, version)
+    return Registration(
+        name=name,
+        version=version,
+        uri=store.url(prefix),
+        manifest_uri=store.url(manifest_key),
+        created=created,
+        content_sha256=digest,
+    )
+
+
+def _claimed_version(store: Store, claim_key: str) -> int | None:
+    raw = store.get_bytes(claim_key)
+    return None if raw is None else int(json.loads(raw)["version"])
+
+
+def _claim_next_version(store: Store, name: str, digest: str) -> int:
+    taken = versions(store, name)
+    version = (taken[-1] if taken else 0) + 1
+    for _ in range(1000):
+        body = _dump({"content_sha256": digest, "claimed_at": time.time()})
+        if store.put_bytes(f"{name}/versions/{version}.json", body, if_absent=True):
+            return version
+        version += 1
+    raise StorageError(f"{store.uri}: could not claim a version of {name} after 1000 tries")
+
+
+def set_alias(store: Store, name: str, alias: str, version: int) -> None:
+    store.put_bytes(f"{name}/aliases/{alias}.json", _dump({"version": version}))
+
+
+def resolve(
+    registry_uri: str, name: str, ref: str | int = DEFAULT_ALIAS, *, store: Store | None = None
+) -> dict:
+    """The manifest of ``name`` at a version number or an alias."""
+    store = store or open_store(registry_uri)
+    if isinstance(ref, int) or str(ref).isdigit():
+        version = int(ref)
+    else:
+        raw = store.get_bytes(f"{name}/aliases/{ref}.json")
+        if raw is None:
+            raise RegistryError(
+                f"{name}: no alias {ref!r} in {registry_uri}; register a version first"
+            )
+        version = int(json.loads(raw)["version"])
+    raw = store.get_bytes(f"{name}/{version}/{MANIFEST}")
+    if raw is None:
+        raise RegistryError(f"{name}: version {version} is not complete in {registry_uri}")
+    return json.loads(raw)
+
+
+def download(
+    registry_uri: str,
+    name: str,
+    ref: str | int,
+    target: str | os.PathLike,
+    *,
+    store: Store | None = None,
+) -> Path:
+    """Download a registered version into ``target``, every file checked against the manifest."""
+    store = store or open_store(registry_uri)
+    manifest = resolve(registry_uri, name, ref, store=store)
+    prefix = f"{name}/{manifest['version']}/files"
+    for rel, meta in manifest["files"].items():
+        store.download_file(join(prefix, rel), Path(target) / rel, sha256=meta["sha256"])
+    return Path(target)

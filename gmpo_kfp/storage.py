@@ -1,0 +1,301 @@
+"""``s3://`` and ``file://`` storage with one interface: bytes, files, listings, conditional writes.
+
+- S3: boto3 with the standard retry mode; endpoint and credentials from the usual
+  environment (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``,
+  ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_S3`` for stores other than AWS, which
+  then get path-style addressing). Large files go up in multipart uploads with a
+  SHA-256 checksum that S3 verifies per part.
+- ``file://`` (or a plain path): the same calls on a local folder; every write goes
+  to a temporary name and is renamed, so a reader never sees half a file.
+- :meth:`Store.put_bytes` with ``if_absent=True`` is a conditional create
+  (``If-None-Match: *`` on S3, ``O_EXCL`` locally): exactly one of several
+  concurrent writers wins, which the registry builds its version numbers on.
+- Downloads go to a temporary name and are checked against an expected SHA-256
+  before the rename: a corrupted download is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+CHUNK = 8 * 1024 * 1024
+MULTIPART_THRESHOLD = 16 * 1024 * 1024
+
+
+class StorageError(OSError):
+    """A storage call failed for good; the message names the URI and the likely fix."""
+
+
+class ChecksumMismatch(StorageError):
+    """A downloaded file's SHA-256 differs from the expected one: it was refused."""
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def join(*parts: str) -> str:
+    return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
+
+
+@dataclass
+class Store:
+    """Base: keys are ``/``-separated paths below the store's root URI."""
+
+    uri: str
+
+    def put_bytes(self, key: str, data: bytes, *, if_absent: bool = False) -> bool:
+        raise NotImplementedError
+
+    def get_bytes(self, key: str) -> bytes | None:
+        raise NotImplementedError
+
+    def list_keys(self, prefix: str = "") -> Iterator[str]:
+        raise NotImplementedError
+
+    def upload_file(self, path: str | os.PathLike, key: str) -> None:
+        raise NotImplementedError
+
+    def _fetch(self, key: str, target: Path) -> None:
+        raise NotImplementedError
+
+    def url(self, key: str) -> str:
+        return f"{self.uri.rstrip('/')}/{key}"
+
+    def download_file(
+        self, key: str, path: str | os.PathLike, *, sha256: str | None = None
+    ) -> Path:
+        """Download ``key`` to ``path`` (temporary name, checked, then renamed)."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        os.close(fd)
+        try:
+            self._fetch(key, Path(tmp))
+            if sha256 is not None and sha256_file(tmp) != sha256:
+                raise ChecksumMismatch(
+                    f"{self.url(key)}: SHA-256 differs from the manifest; the download was "
+                    "refused (the object is corrupted or was replaced)"
+                )
+            os.replace(tmp, target)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return target
+
+    def upload_dir(self, folder: str | os.PathLike, prefix: str) -> dict[str, dict[str, Any]]:
+        """Upload every file below ``folder``; returns ``{relative path: {size, sha256}}``."""
+        files: dict[str, dict[str, Any]] = {}
+        root = Path(folder)
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            rel = path.relative_to(root).as_posix()
+            files[rel] = {"size": path.stat().st_size, "sha256": sha256_file(path)}
+            self.upload_file(path, join(prefix, rel))
+        return files
+
+
+class FileStore(Store):
+    """A local folder."""
+
+    def __init__(self, uri: str):
+        super().__init__(uri)
+        parsed = urlparse(uri)
+        self.root = Path(parsed.path if parsed.scheme == "file" else uri)
+
+    def _path(self, key: str) -> Path:
+        return self.root / key
+
+    def put_bytes(self, key: str, data: bytes, *, if_absent: bool = False) -> bool:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        try:
+            if if_absent:
+                try:
+                    os.link(tmp, target)  # atomic create-if-absent, content complete
+                except FileExistsError:
+                    return False
+            else:
+                os.replace(tmp, target)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return True
+
+    def get_bytes(self, key: str) -> bytes | None:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def list_keys(self, prefix: str = "") -> Iterator[str]:
+        base = self._path(prefix) if prefix else self.root
+        if not base.exists():
+            return
+        for path in sorted(base.rglob("*")):
+            if path.is_file() and not path.name.startswith("."):
+                yield path.relative_to(self.root).as_posix()
+
+    def upload_file(self, path: str | os.PathLike, key: str) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        os.close(fd)
+        try:
+            with open(path, "rb") as src, open(tmp, "wb") as dst:
+                for block in iter(lambda: src.read(CHUNK), b""):
+                    dst.write(block)
+            os.replace(tmp, target)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    def _fetch(self, key: str, target: Path) -> None:
+        source = self._path(key)
+        if not source.is_file():
+            raise StorageError(f"{self.url(key)} does not exist")
+        with open(source, "rb") as src, open(target, "wb") as dst:
+            for block in iter(lambda: src.read(CHUNK), b""):
+                dst.write(block)
+
+
+def s3_client() -> Any:
+    """A boto3 S3 client from the environment, standard retries, path style off AWS."""
+    import boto3
+    from botocore.config import Config
+
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 5},
+        connect_timeout=10,
+        read_timeout=60,
+        s3={"addressing_style": "path"} if endpoint else {},
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+        config=config,
+    )
+
+
+class S3Store(Store):
+    """``s3://bucket/prefix``."""
+
+    def __init__(self, uri: str, client: Any = None):
+        super().__init__(uri)
+        parsed = urlparse(uri)
+        if not parsed.netloc:
+            raise StorageError(f"{uri}: an S3 URI needs a bucket, e.g. s3://my-bucket/models")
+        self.bucket = parsed.netloc
+        self.prefix = parsed.path.strip("/")
+        self.client = client or s3_client()
+
+    def _key(self, key: str) -> str:
+        return join(self.prefix, key)
+
+    def _call(self, what: str, key: str, fn, *args, **kwargs):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return fn(*args, **kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403"):
+                raise StorageError(
+                    f"{self.url(key)}: {what} was refused ({code}); check AWS_ACCESS_KEY_ID "
+                    "and AWS_SECRET_ACCESS_KEY"
+                ) from None
+            if code in ("NoSuchBucket",):
+                raise StorageError(f"s3://{self.bucket}: no such bucket; create it first") from None
+            raise
+        except BotoCoreError as exc:
+            raise StorageError(
+                f"{self.url(key)}: {what} failed ({exc}); check AWS_ENDPOINT_URL and the network"
+            ) from None
+
+    def put_bytes(self, key: str, data: bytes, *, if_absent: bool = False) -> bool:
+        from botocore.exceptions import ClientError
+
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key), "Body": data}
+        if if_absent:
+            kwargs["IfNoneMatch"] = "*"
+        try:
+            self._call("writing", key, self.client.put_object, **kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if if_absent and code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                return False
+            raise
+        return True
+
+    def get_bytes(self, key: str) -> bytes | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            out = self._call(
+                "reading", key, self.client.get_object, Bucket=self.bucket, Key=self._key(key)
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+        return out["Body"].read()
+
+    def list_keys(self, prefix: str = "") -> Iterator[str]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        full = self._key(prefix)
+        pages = self._call(
+            "listing", prefix, lambda: list(paginator.paginate(Bucket=self.bucket, Prefix=full))
+        )
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        for page in pages:
+            for obj in page.get("Contents", []):
+                yield obj["Key"][strip:]
+
+    def upload_file(self, path: str | os.PathLike, key: str) -> None:
+        from boto3.s3.transfer import TransferConfig
+
+        transfer = TransferConfig(
+            multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=CHUNK
+        )
+        self._call(
+            "uploading",
+            key,
+            self.client.upload_file,
+            str(path),
+            self.bucket,
+            self._key(key),
+            ExtraArgs={"ChecksumAlgorithm": "SHA256"},
+            Config=transfer,
+        )
+
+    def _fetch(self, key: str, target: Path) -> None:
+        self._call(
+            "downloading", key, self.client.download_file, self.bucket, self._key(key), str(target)
+        )
+
+
+def open_store(uri: str, **kwargs: Any) -> Store:
+    """The store for ``s3://...``, ``file://...`` or a local path."""
+    scheme = urlparse(uri).scheme
+    if scheme == "s3":
+        return S3Store(uri, **kwargs)
+    if scheme in ("", "file"):
+        return FileStore(uri)
+    raise StorageError(
+        f"{uri}: unsupported scheme {scheme!r}; use s3://BUCKET/PREFIX or file://PATH"
+    )
