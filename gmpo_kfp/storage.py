@@ -100,7 +100,7 @@ class Store:
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
             rel = path.relative_to(root).as_posix()
             files[rel] = {"size": path.stat().st_size, "sha256": sha256_file(path)}
-            self.upload_file(path, join(prefix, rel))
+            self.upload_file(path, join(prefix, rel) if prefix else rel)
         return files
 
 
@@ -299,3 +299,50 @@ def open_store(uri: str, **kwargs: Any) -> Store:
     raise StorageError(
         f"{uri}: unsupported scheme {scheme!r}; use s3://BUCKET/PREFIX or file://PATH"
     )
+
+
+def _split(uri: str) -> tuple[str, str]:
+    """``s3://b/a/b/c`` -> (``s3://b/a/b``, ``c``)."""
+    head, _, tail = uri.rstrip("/").rpartition("/")
+    return head, tail
+
+
+def is_local(uri: str) -> bool:
+    return urlparse(uri).scheme in ("", "file")
+
+
+def local_path(uri: str) -> Path:
+    parsed = urlparse(uri)
+    return Path(parsed.path if parsed.scheme == "file" else uri)
+
+
+def fetch_file(uri: str, folder: str | os.PathLike) -> Path:
+    """A local path for the file at ``uri`` (downloaded into ``folder`` unless local)."""
+    if is_local(uri):
+        path = local_path(uri)
+        if not path.is_file():
+            raise StorageError(f"{uri} does not exist; give an existing file")
+        return path
+    head, name = _split(uri)
+    return open_store(head).download_file(name, Path(folder) / name)
+
+
+def fetch_dir(uri: str, folder: str | os.PathLike) -> Path:
+    """A local folder with the files below ``uri`` (downloaded into ``folder`` unless local)."""
+    if is_local(uri):
+        path = local_path(uri)
+        if not path.is_dir():
+            raise StorageError(f"{uri} is not a folder; give the model's folder")
+        return path
+    store = open_store(uri)
+    keys = list(store.list_keys())
+    if not keys:
+        raise StorageError(f"{uri} holds no files; check the URI")
+    for key in keys:
+        store.download_file(key, Path(folder) / key)
+    return Path(folder)
+
+
+def push_dir(folder: str | os.PathLike, uri: str) -> dict[str, dict[str, Any]]:
+    """Upload the files below ``folder`` to ``uri``; returns their sizes and checksums."""
+    return open_store(uri).upload_dir(folder, "")

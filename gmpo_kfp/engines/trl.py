@@ -629,7 +629,7 @@ def run(
     val = [r for r in records if M.PASS_AT_1 in r["data"]]
     if val:
         before = val[0]["data"][M.PASS_AT_1] if val[0]["step"] == 0 else None
-        after = val[-1]["data"][M.PASS_AT_1]
+        after = val[-1]["data"][M.PASS_AT_1] if val[-1]["step"] > 0 else None
     return {
         "model_dir": model_dir,
         "metrics_file": out / "metrics.jsonl",

@@ -1,0 +1,46 @@
+"""KFP component: Pass@1 per benchmark, a Markdown table, and the gate for registration."""
+
+from kfp import dsl
+
+from gmpo_kfp.settings import IMAGES
+
+
+@dsl.component(install_kfp_package=False, base_image=IMAGES["eval"])
+def evaluate(
+    model: dsl.Input[dsl.Model],
+    eval_data: dsl.Input[dsl.Dataset],
+    metrics: dsl.Output[dsl.Metrics],
+    report: dsl.Output[dsl.Markdown],
+    threshold: float = 0.0,
+    protocol: str = "greedy",
+    n: int = 0,
+    max_new_tokens: int = 1024,
+    extra_eval_uris: list = [],  # noqa: B006 - KFP takes defaults as literals
+    baseline_uri: str = "",
+) -> bool:
+    """Evaluate ``model`` on ``eval_data`` (and further parquet URIs); True at >= ``threshold``.
+
+    A single boolean output: ``dsl.If`` on it works on a cluster and in ``kfp.local``.
+    """
+    import tempfile
+
+    from gmpo_kfp import storage
+    from gmpo_kfp.stages import evaluate_stage
+
+    work = tempfile.mkdtemp(prefix="gmpo-eval-")
+    paths = [eval_data.path] + [str(storage.fetch_file(u, work)) for u in extra_eval_uris]
+    out = evaluate_stage(
+        model_uri=model.uri,
+        eval_paths=paths,
+        work_dir=work,
+        report_path=report.path,
+        threshold=threshold,
+        protocol=protocol,
+        n=n,
+        max_new_tokens=max_new_tokens,
+        baseline_uri=baseline_uri,
+    )
+    for source, value in out["pass_at_1"].items():
+        metrics.log_metric(f"pass_at_1/{source}", value)
+    metrics.log_metric("pass_at_1/average", out["mean"])
+    return bool(out["passed"])

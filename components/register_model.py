@@ -1,0 +1,36 @@
+"""KFP component: register the evaluated model (runs only inside the evaluation gate)."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+
+from gmpo_kfp.settings import IMAGES
+
+
+@dsl.component(install_kfp_package=False, base_image=IMAGES["runtime"])
+def register_model(
+    model: dsl.Input[dsl.Model],
+    eval_metrics: dsl.Input[dsl.Metrics],
+    registry_uri: str,
+    name: str,
+    config_json: str = "{}",
+    source_run: str = "",
+) -> NamedTuple("Registration", [("version", int), ("manifest_uri", str)]):
+    """Write the model to ``registry_uri/<name>/<version>/``; move the ``production`` alias."""
+    import json
+    import tempfile
+    from collections import namedtuple
+
+    from gmpo_kfp.stages import register_stage
+
+    out = register_stage(
+        model_uri=model.uri,
+        registry_uri=registry_uri,
+        name=name,
+        work_dir=tempfile.mkdtemp(prefix="gmpo-register-"),
+        metrics={k: float(v) for k, v in eval_metrics.metadata.items()},
+        config=json.loads(config_json),
+        source_run=source_run,
+    )
+    registration = namedtuple("Registration", ["version", "manifest_uri"])
+    return registration(out["version"], out["manifest_uri"])

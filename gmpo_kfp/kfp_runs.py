@@ -1,0 +1,221 @@
+"""Compile, run locally and submit the ``gmpo_training`` pipeline (``gmpo compile|run|submit``).
+
+- :func:`compile_pipeline`: the IR YAML, written atomically.
+- :func:`run_local`: the whole pipeline through ``kfp.local.SubprocessRunner`` in this
+  environment: no cluster, no GPU, registry and run outputs under one folder.
+- :func:`submit`: a run on a KFP server through ``kfp.Client`` (token from the
+  environment or kube config, as the client does); an unreachable host fails fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from gmpo_kfp.config import ConfigError, parse_override
+
+CONNECT_TIMEOUT_S = 10
+
+
+class SubmitError(RuntimeError):
+    """The KFP server cannot be reached or refused the run; the message says what to fix."""
+
+
+def pipeline_parameters(
+    *,
+    preset: str,
+    overrides: Sequence[str] = (),
+    params: Sequence[str] = (),
+    base: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Pipeline arguments: ``--param k=v`` checked against the pipeline's parameters."""
+    from gmpo_kfp.presets import load_preset
+
+    config = load_preset(preset)  # an unknown preset fails here, before anything runs
+    if overrides:
+        from gmpo_kfp.config import apply_overrides
+
+        apply_overrides(config, list(overrides))  # validated now, applied in the train step
+    args: dict[str, Any] = {**(base or {}), "preset": preset, "overrides": list(overrides)}
+    known = pipeline_parameter_names()
+    for item in params:
+        parts, value = parse_override(item)
+        key = ".".join(parts)
+        if key not in known:
+            names = ", ".join(sorted(known))
+            raise ConfigError(
+                f"--param {key}: the pipeline has no such parameter; use one of {names}"
+            )
+        args[key] = value
+    return args
+
+
+def pipeline_parameter_names() -> set[str]:
+    import inspect
+
+    from gmpo_kfp.pipelines.gmpo_training import gmpo_training
+
+    return set(inspect.signature(gmpo_training.pipeline_func).parameters)
+
+
+def compile_pipeline(path: str | os.PathLike) -> Path:
+    from kfp import compiler
+
+    from gmpo_kfp.pipelines.gmpo_training import gmpo_training
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".yaml", dir=target.parent)
+    os.close(fd)
+    try:
+        compiler.Compiler().compile(gmpo_training, tmp)
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return target
+
+
+@dataclass
+class LocalRun:
+    output: Path
+    seconds: float
+    train_metrics: dict[str, float]
+    pass_at_1: float | None
+    passed: bool | None
+    registered_version: int | None
+    manifest: Path | None
+
+    def summary(self) -> str:
+        lines = [f"output      {self.output}", f"wall time   {self.seconds:.0f} s"]
+        before = self.train_metrics.get("pass_at_1_before")
+        after = self.train_metrics.get("pass_at_1_after")
+        if after is not None:
+            b = "-" if before is None else f"{before:.3f}"
+            lines.append(f"train       Pass@1 {b} -> {after:.3f} (validation)")
+        if self.pass_at_1 is not None:
+            gate = "passed" if self.passed else "did not pass"
+            lines.append(f"evaluate    Pass@1 {self.pass_at_1:.3f}, gate {gate}")
+        if self.registered_version is not None:
+            lines.append(f"registered  version {self.registered_version}, manifest {self.manifest}")
+        else:
+            lines.append("registered  nothing (the gate did not pass)")
+        return "\n".join(lines)
+
+
+def run_local(
+    output: str | os.PathLike,
+    *,
+    preset: str = "tiny-cpu",
+    overrides: Sequence[str] = (),
+    params: Sequence[str] = (),
+) -> LocalRun:
+    """Run the whole pipeline here; registry and run outputs go under ``output``."""
+    from kfp import local
+
+    from gmpo_kfp.pipelines.gmpo_training import gmpo_training
+    from gmpo_kfp.presets import load_preset
+
+    out = Path(output).resolve()
+    max_new = load_preset(preset).data.max_response_length
+    args = pipeline_parameters(
+        preset=preset,
+        overrides=overrides,
+        params=params,
+        base={
+            "registry_uri": f"file://{out / 'registry'}",
+            "output_root": f"file://{out / 'runs'}",
+            "gpus": 0,
+            "max_new_tokens": max_new,
+        },
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        raise_on_error=True,
+        pipeline_root=str(out / "pipeline-root"),
+        workspace_root=str(out / "workspace"),
+    )
+    print(f"gmpo: running the pipeline locally, output {out}", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    gmpo_training(**args)
+    seconds = time.perf_counter() - start
+    return _collect(out, seconds, args.get("model_name", "gmpo-tiny"))
+
+
+def _collect(out: Path, seconds: float, model_name: str) -> LocalRun:
+    """Read what the local run left: the tasks' executor outputs and the registry."""
+    runs = sorted((out / "pipeline-root").iterdir(), key=lambda p: p.stat().st_mtime)
+
+    def executor_output(task: str) -> dict[str, Any]:
+        path = runs[-1] / task / "executor_output.json" if runs else None
+        return json.loads(path.read_text()) if path and path.is_file() else {}
+
+    def metrics_of(task: str) -> dict[str, float]:
+        artifacts = executor_output(task).get("artifacts", {}).get("metrics", {})
+        found = artifacts.get("artifacts", [{}])
+        return {k: float(v) for k, v in found[0].get("metadata", {}).items()}
+
+    train_metrics = metrics_of("train")
+    pass_at_1 = metrics_of("evaluate").get("pass_at_1/average")
+    passed = executor_output("evaluate").get("parameterValues", {}).get("Output")
+    manifests = sorted((out / "registry" / model_name).glob("*/manifest.json"))
+    version = manifest = None
+    if manifests and passed:
+        latest = max(manifests, key=lambda p: int(p.parent.name))
+        version, manifest = int(latest.parent.name), latest
+    return LocalRun(out, seconds, train_metrics, pass_at_1, passed, version, manifest)
+
+
+def check_host(host: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail fast (one line) when ``host`` does not answer a TCP connect."""
+    parsed = urlparse(host if "://" in host else f"http://{host}")
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise SubmitError(f"--host {host}: give the KFP API URL, e.g. http://localhost:8888")
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise SubmitError(
+            f"--host {host}: cannot connect ({exc.strerror or exc}); check the URL, or "
+            "port-forward the KFP API (kubectl port-forward svc/ml-pipeline 8888:8888)"
+        ) from None
+
+
+def submit(
+    host: str,
+    *,
+    experiment: str = "gmpo",
+    preset: str = "tiny-cpu",
+    overrides: Sequence[str] = (),
+    params: Sequence[str] = (),
+    run_name: str | None = None,
+) -> dict[str, str]:
+    """Create a run of the compiled pipeline on the KFP server at ``host``."""
+    args = pipeline_parameters(preset=preset, overrides=overrides, params=params)
+    check_host(host)
+    import kfp
+
+    with tempfile.TemporaryDirectory() as tmp:
+        package = compile_pipeline(Path(tmp) / "gmpo_training.yaml")
+        try:
+            client = kfp.Client(host=host)
+            run = client.create_run_from_pipeline_package(
+                str(package),
+                arguments=args,
+                experiment_name=experiment,
+                run_name=run_name or f"gmpo-{preset}-{time.strftime('%Y%m%d-%H%M%S')}",
+            )
+        except Exception as exc:  # the client raises ApiException, MaxRetryError, ...
+            raise SubmitError(f"--host {host}: the KFP server refused the run ({exc})") from None
+    run_id = run.run_id
+    return {"run_id": run_id, "url": f"{host.rstrip('/')}/#/runs/details/{run_id}"}

@@ -1,0 +1,86 @@
+"""Training curves from metrics files (either engine's), as PNG and as Markdown with the PNG inline.
+
+The KFP UI renders a Markdown artifact; an ``<img src="data:image/png;base64,...">``
+in it shows the curves without any extra viewer. Matplotlib runs headless (Agg).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from gmpo_kfp import metrics as M
+
+#: panel title -> metric names drawn in it
+PANELS: dict[str, tuple[str, ...]] = {
+    "reward": (M.SCORE_MEAN,),
+    "clip fraction": (M.PG_CLIPFRAC, M.PG_CLIPFRAC_LOWER),
+    "token ratio range": (M.TOKEN_RATIO_MIN, M.TOKEN_RATIO_MAX),
+    "entropy": (M.ENTROPY,),
+}
+
+
+def series(path: str | os.PathLike, name: str) -> tuple[list[int], list[float]]:
+    steps, values = [], []
+    for record in M.read_metrics(path):
+        value = record["data"].get(name)
+        if isinstance(value, (int, float)):
+            steps.append(record["step"])
+            values.append(float(value))
+    return steps, values
+
+
+def plot_runs(
+    runs: dict[str, str | os.PathLike], panels: dict[str, Sequence[str]] | None = None
+) -> bytes:
+    """One PNG: a panel per entry of ``panels``, a line per run (and metric)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = dict(panels or PANELS)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
+    for ax, (title, names) in zip(axes[0], panels.items(), strict=True):
+        for label, path in runs.items():
+            for name in names:
+                steps, values = series(path, name)
+                if steps:
+                    suffix = f" {name.rsplit('/', 1)[-1]}" if len(names) > 1 else ""
+                    ax.plot(steps, values, label=f"{label}{suffix}", linewidth=1.2)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if ax.lines and (len(runs) > 1 or len(names) > 1):
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def training_markdown(metrics_file: str | os.PathLike, *, title: str = "Training curves") -> str:
+    """Markdown with the curves inline and the last value of each plotted metric."""
+    png = plot_runs({"run": metrics_file})
+    encoded = base64.b64encode(png).decode()
+    rows = []
+    for names in PANELS.values():
+        for name in names:
+            _, values = series(metrics_file, name)
+            if values:
+                rows.append(f"| `{name}` | {values[-1]:.4g} |")
+    table = "\n".join(["| metric | last |", "|---|---|", *rows]) if rows else "(no metrics)"
+    return f"# {title}\n\n![curves](data:image/png;base64,{encoded})\n\n{table}\n"
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, target)
+    return target

@@ -1,0 +1,42 @@
+"""Cluster constants: image names, secret names, node labels, resources. One place for each.
+
+Components, the pipeline, manifests, the kind script and the workflow read these;
+tests assert that every copy (compiled IR, manifests) agrees with them. KFP needs
+secret names and node labels as literals at compile time, so they live here rather
+than in pipeline parameters.
+"""
+
+from __future__ import annotations
+
+from gmpo_kfp import __version__
+
+#: Container registry and repository of our images (override when mirroring).
+IMAGE_REGISTRY = "ghcr.io/gmpo-kfp"
+IMAGE_TAG = __version__
+IMAGES = {
+    "runtime": f"{IMAGE_REGISTRY}/runtime:{IMAGE_TAG}",  # CPU: prepare, register, submit
+    "trainer": f"{IMAGE_REGISTRY}/trainer:{IMAGE_TAG}",  # CUDA, verl + its vLLM
+    "eval": f"{IMAGE_REGISTRY}/eval:{IMAGE_TAG}",  # CUDA, vLLM
+}
+
+#: Kubernetes Secret with the S3 credentials, and its keys -> the env vars boto3 reads.
+S3_SECRET = "gmpo-s3-credentials"
+S3_SECRET_ENV = {
+    "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
+    "AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL",
+}
+
+ACCELERATOR = "nvidia.com/gpu"
+GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+SHM_VOLUME = "dshm"
+SHM_SIZE = "32Gi"  # Ray, NCCL and vLLM need far more than the 64 MB pod default
+
+TRAIN_RESOURCES = {"cpu": "16", "memory": "128Gi", "gpus": 8}
+EVAL_RESOURCES = {"cpu": "8", "memory": "64Gi", "gpus": 1}
+CPU_RESOURCES = {"cpu": "1", "memory": "4Gi"}
+
+TRAIN_RETRIES = 3
+TRAIN_BACKOFF = "120s"
+TRAIN_BACKOFF_FACTOR = 2.0

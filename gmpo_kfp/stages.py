@@ -1,0 +1,320 @@
+"""The pipeline's four stages as plain functions: each KFP component calls one of them.
+
+Every function takes paths and URIs and returns a dict of what the component
+reports (artifact metadata, metrics); none imports kfp, so each is unit-tested on
+its own and runs anywhere, down to a laptop CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from gmpo_kfp import storage
+from gmpo_kfp.data.importers import import_source
+from gmpo_kfp.data.schema import DataError, write_rl_parquet
+
+SAMPLE_PROMPTS = 3
+
+
+def _say(message: str) -> None:
+    print(f"gmpo: {message}", file=sys.stderr, flush=True)
+
+
+def parse_levels(levels: str | Sequence[int] | None) -> list[int] | None:
+    """``"3,4,5"`` -> [3, 4, 5]; empty -> None."""
+    if levels is None or levels == "" or levels == []:
+        return None
+    if isinstance(levels, str):
+        try:
+            return [int(x) for x in levels.split(",") if x.strip()]
+        except ValueError:
+            raise DataError(
+                f"levels: {levels!r} is not a comma-separated list of integers"
+            ) from None
+    return [int(x) for x in levels]
+
+
+def render_prompt(prompt: Sequence[dict]) -> str:
+    return "\n".join(f"{m['role']}: {m['content']}" for m in prompt)
+
+
+def _summary(rows: list[dict]) -> dict[str, Any]:
+    sources = sorted({r["data_source"] for r in rows})
+    return {
+        "rows": len(rows),
+        "data_sources": ",".join(sources),
+        "sample_prompts": json.dumps([render_prompt(r["prompt"]) for r in rows[:SAMPLE_PROMPTS]]),
+    }
+
+
+# --------------------------------------------------------------------------- prepare
+
+
+def prepare_data(
+    *,
+    source: str,
+    train_path: str,
+    val_path: str,
+    source_uri: str = "",
+    val_uri: str = "",
+    template: str = "",
+    levels: str = "",
+    limit: int = 0,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+) -> dict[str, dict[str, Any]]:
+    """Import ``source`` into verl RL parquet: train and validation files, validated.
+
+    ``source_uri`` is a local path or an ``s3://`` URI of the source file (none for
+    ``arithmetic``). Validation rows come from ``val_uri`` when given, else a seeded
+    ``val_fraction`` of the source (``arithmetic``: its held-out split).
+    """
+    kwargs = {
+        "template": template or None,
+        "levels": parse_levels(levels),
+        "seed": seed,
+    }
+    with tempfile.TemporaryDirectory(prefix="gmpo-prepare-") as tmp:
+        if source == "arithmetic":
+            train_rows = import_source(source, split="train", **kwargs)
+            val_rows = import_source(source, split="test", **kwargs)
+        else:
+            if not source_uri:
+                raise DataError(f"source_uri: empty; give the {source} file (a path or s3:// URI)")
+            path = storage.fetch_file(source_uri, tmp)
+            train_rows = import_source(source, path, split="train", **kwargs)
+            if val_uri:
+                val_path_local = storage.fetch_file(val_uri, tmp)
+                val_rows = import_source(source, val_path_local, split="test", **kwargs)
+            else:
+                train_rows, val_rows = _split_off(train_rows, val_fraction, seed)
+    if limit:
+        train_rows = train_rows[:limit]
+    write_rl_parquet(train_rows, train_path)
+    write_rl_parquet(val_rows, val_path)
+    _say(f"prepared {len(train_rows)} training and {len(val_rows)} validation rows of {source}")
+    return {"train": _summary(train_rows), "val": _summary(val_rows)}
+
+
+def _split_off(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    if not 0 < fraction < 1:
+        raise DataError(f"val_fraction must be in (0, 1) when no val_uri is given; got {fraction}")
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    cut = max(1, round(len(rows) * fraction))
+    if cut >= len(rows):
+        raise DataError(f"val_fraction {fraction} leaves no training rows out of {len(rows)}")
+    val = [rows[i] for i in sorted(order[:cut])]
+    train = [rows[i] for i in sorted(order[cut:])]
+    for split, part in (("train", train), ("test", val)):
+        for row in part:
+            row["extra_info"] = {**row["extra_info"], "split": split}
+    return train, val
+
+
+# --------------------------------------------------------------------------- train
+
+
+class CheckpointSync:
+    """Mirrors each checkpoint to ``<output_uri>/checkpoints`` and restores the latest one.
+
+    ``latest.json`` is written after the checkpoint's files, so a reader (the retry of a
+    preempted step) only ever restores a complete checkpoint.
+    """
+
+    def __init__(self, output_uri: str, work_dir: Path):
+        self.uri = f"{output_uri.rstrip('/')}/checkpoints"
+        self.work_dir = work_dir
+
+    def _store(self) -> storage.Store:
+        return storage.open_store(self.uri)
+
+    def restore(self) -> int | None:
+        store = self._store()
+        raw = store.get_bytes("latest.json")
+        if raw is None:
+            return None
+        latest = json.loads(raw)
+        name = latest["checkpoint"]
+        local = self.work_dir / "checkpoints" / name
+        if not local.exists():
+            for rel, meta in latest["files"].items():
+                store.download_file(f"{name}/{rel}", local / rel, sha256=meta["sha256"])
+        if latest.get("metrics") and "metrics.jsonl" in latest["metrics"]:
+            store.download_file("metrics.jsonl", self.work_dir / "metrics.jsonl")
+        _say(f"restored {name} from {store.url(name)}")
+        return int(name.rsplit("-", 1)[1])
+
+    def callback(self) -> Any:
+        from transformers import TrainerCallback
+
+        sync = self
+
+        class _Sync(TrainerCallback):
+            def on_save(self, args, state, control, **kw):
+                name = f"checkpoint-{state.global_step}"
+                folder = Path(args.output_dir) / name
+                if not folder.is_dir():
+                    return
+                store = sync._store()
+                files = store.upload_dir(folder, name)
+                metrics = sync.work_dir / "metrics.jsonl"
+                extra = {}
+                if metrics.exists():
+                    store.upload_file(metrics, "metrics.jsonl")
+                    extra["metrics"] = ["metrics.jsonl"]
+                body = {"checkpoint": name, "files": files, **extra}
+                store.put_bytes("latest.json", json.dumps(body, sort_keys=True).encode())
+
+        return _Sync()
+
+
+def train_stage(
+    *,
+    preset: str,
+    overrides: Sequence[str],
+    train_path: str,
+    val_path: str,
+    output_uri: str,
+    work_dir: str,
+    curves_path: str,
+    engine: str = "",
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Train, mirror checkpoints to ``output_uri``, upload the final HF model there."""
+    from gmpo_kfp.config import apply_overrides
+    from gmpo_kfp.presets import load_preset
+    from gmpo_kfp.report import training_markdown, write_text_atomic
+    from gmpo_kfp.training import train
+
+    work = Path(work_dir)
+    sets = [
+        *overrides,
+        f"data.train_files={train_path}",
+        f"data.val_files={val_path}",
+        f"trainer.output_dir={work}",
+        "trainer.resume=auto",
+    ]
+    if engine:
+        sets.append(f"engine={engine}")
+    config = apply_overrides(load_preset(preset), sets)
+    sync = CheckpointSync(output_uri, work)
+    sync.restore()
+    result = train(config, progress=progress, callbacks=[sync.callback()])
+    model_uri = f"{output_uri.rstrip('/')}/model"
+    storage.push_dir(result.model_dir, model_uri)
+    write_text_atomic(curves_path, training_markdown(result.metrics_file))
+    metrics: dict[str, float] = {"steps": float(result.steps)}
+    if result.pass_at_1_before is not None:
+        metrics["pass_at_1_before"] = result.pass_at_1_before
+    if result.pass_at_1_after is not None:
+        metrics["pass_at_1_after"] = result.pass_at_1_after
+    _say(f"model uploaded to {model_uri}")
+    return {"model_uri": model_uri, "metrics": metrics, "config": _config_dict(config)}
+
+
+def _config_dict(config: Any) -> dict[str, Any]:
+    from gmpo_kfp.config import config_to_dict
+
+    return config_to_dict(config)
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def evaluate_stage(
+    *,
+    model_uri: str,
+    eval_paths: Sequence[str],
+    work_dir: str,
+    report_path: str,
+    threshold: float = 0.0,
+    protocol: str = "greedy",
+    n: int = 0,
+    max_new_tokens: int = 1024,
+    baseline_uri: str = "",
+) -> dict[str, Any]:
+    """Pass@1 per benchmark and their mean; ``passed`` when the mean reaches ``threshold``."""
+    from gmpo_kfp.evaluate import evaluate
+    from gmpo_kfp.report import write_text_atomic
+
+    work = Path(work_dir)
+    model_dir = storage.fetch_dir(model_uri, work / "model")
+    result = evaluate(
+        model_dir, list(eval_paths), protocol=protocol, n=n or None, max_new_tokens=max_new_tokens
+    )
+    baseline = None
+    if baseline_uri:
+        base_dir = storage.fetch_dir(baseline_uri, work / "baseline")
+        baseline = evaluate(
+            base_dir,
+            list(eval_paths),
+            protocol=protocol,
+            n=n or None,
+            max_new_tokens=max_new_tokens,
+        )
+    passed = result.mean >= threshold
+    write_text_atomic(report_path, eval_markdown(result, baseline, threshold, passed))
+    _say(f"Pass@1 {result.mean:.4f} ({'passed' if passed else 'below'} the gate {threshold})")
+    return {
+        "pass_at_1": result.pass_at_1,
+        "mean": result.mean,
+        "passed": passed,
+        "baseline": baseline.pass_at_1 if baseline else None,
+    }
+
+
+def eval_markdown(result: Any, baseline: Any, threshold: float, passed: bool) -> str:
+    head = "| benchmark | Pass@1 |" + (" baseline |" if baseline else "")
+    rule = "|---|---|" + ("---|" if baseline else "")
+    lines = [
+        "# Evaluation",
+        "",
+        f"Protocol: {result.protocol}, {result.samples_per_problem} sample(s) per problem.",
+        "",
+        head,
+        rule,
+    ]
+    for source, value in result.pass_at_1.items():
+        extra = f" {baseline.pass_at_1.get(source, float('nan')):.4f} |" if baseline else ""
+        lines.append(f"| {source} | {value:.4f} |{extra}")
+    extra = f" {baseline.mean:.4f} |" if baseline else ""
+    lines.append(f"| **average** | **{result.mean:.4f}** |{extra}")
+    verdict = "passed" if passed else "did not pass"
+    lines += ["", f"Gate: average >= {threshold}: **{verdict}**.", ""]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- register
+
+
+def register_stage(
+    *,
+    model_uri: str,
+    registry_uri: str,
+    name: str,
+    work_dir: str,
+    metrics: dict[str, float] | None = None,
+    config: dict[str, Any] | None = None,
+    source_run: str = "",
+) -> dict[str, Any]:
+    """Register the model at ``model_uri`` in the registry; returns version and manifest URI."""
+    from gmpo_kfp.registry import register_model
+
+    model_dir = storage.fetch_dir(model_uri, Path(work_dir) / "model")
+    reg = register_model(
+        model_dir, registry_uri, name, metrics=metrics, config=config, source_run=source_run or None
+    )
+    _say(f"registered {name} version {reg.version} at {reg.uri}")
+    return {
+        "version": reg.version,
+        "uri": reg.uri,
+        "manifest_uri": reg.manifest_uri,
+        "created": reg.created,
+    }

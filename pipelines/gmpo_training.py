@@ -1,0 +1,107 @@
+"""The ``gmpo_training`` pipeline: prepare -> train -> evaluate -> (gate) register.
+
+No logic here: the stages live in :mod:`gmpo_kfp.stages`, the cluster constants in
+:mod:`gmpo_kfp.settings`; this module wires them and sets what Kubernetes needs
+(GPUs, node selector, toleration, S3 secret, a memory-backed ``/dev/shm``, retries,
+no caching where inputs can change behind the same parameters).
+"""
+
+from gmpo_kfp.components.evaluate import evaluate
+from gmpo_kfp.components.prepare_data import prepare_data
+from gmpo_kfp.components.register_model import register_model
+from gmpo_kfp.components.train import train
+from kfp import dsl, kubernetes
+
+from gmpo_kfp import settings
+
+PIPELINE_NAME = "gmpo-training"
+
+
+def _s3_secret(task: dsl.PipelineTask) -> None:
+    kubernetes.use_secret_as_env(task, settings.S3_SECRET, settings.S3_SECRET_ENV, optional=True)
+
+
+def _gpu(task: dsl.PipelineTask, gpus, resources: dict) -> None:
+    task.set_accelerator_type(settings.ACCELERATOR).set_accelerator_limit(gpus)
+    task.set_cpu_request(resources["cpu"]).set_memory_request(resources["memory"])
+    for key, value in settings.GPU_NODE_SELECTOR.items():
+        kubernetes.add_node_selector(task, label_key=key, label_value=value)
+    kubernetes.add_toleration(task, **settings.GPU_TOLERATION)
+    kubernetes.empty_dir_mount(
+        task,
+        volume_name=settings.SHM_VOLUME,
+        mount_path="/dev/shm",
+        medium="Memory",
+        size_limit=settings.SHM_SIZE,
+    )
+
+
+@dsl.pipeline(name=PIPELINE_NAME, description="GMPO training: prepare, train, evaluate, register")
+def gmpo_training(
+    preset: str = "tiny-cpu",
+    overrides: list = [],  # noqa: B006 - KFP takes defaults as literals
+    source: str = "arithmetic",
+    source_uri: str = "",
+    val_uri: str = "",
+    eval_uris: list = [],  # noqa: B006
+    threshold: float = 0.3,
+    model_name: str = "gmpo-tiny",
+    registry_uri: str = "s3://gmpo/registry",
+    output_root: str = "s3://gmpo/runs",
+    engine: str = "",
+    gpus: int = settings.TRAIN_RESOURCES["gpus"],
+    protocol: str = "greedy",
+    max_new_tokens: int = 1024,
+):
+    prep = prepare_data(source=source, source_uri=source_uri, val_uri=val_uri)
+    prep.set_display_name("prepare data")
+    prep.set_cpu_request(settings.CPU_RESOURCES["cpu"])
+    prep.set_memory_request(settings.CPU_RESOURCES["memory"])
+    _s3_secret(prep)
+
+    trained = train(
+        preset=preset,
+        overrides=overrides,
+        output_root=output_root,
+        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        train_data=prep.outputs["train_data"],
+        val_data=prep.outputs["val_data"],
+        engine=engine,
+    )
+    trained.set_display_name("train (GMPO)")
+    _gpu(trained, gpus, settings.TRAIN_RESOURCES)
+    _s3_secret(trained)
+    trained.set_retry(
+        num_retries=settings.TRAIN_RETRIES,
+        backoff_duration=settings.TRAIN_BACKOFF,
+        backoff_factor=settings.TRAIN_BACKOFF_FACTOR,
+    )
+    trained.set_caching_options(False)
+
+    scored = evaluate(
+        model=trained.outputs["model"],
+        eval_data=prep.outputs["val_data"],
+        threshold=threshold,
+        protocol=protocol,
+        max_new_tokens=max_new_tokens,
+        extra_eval_uris=eval_uris,
+    )
+    scored.set_display_name("evaluate (Pass@1)")
+    _gpu(scored, settings.EVAL_RESOURCES["gpus"], settings.EVAL_RESOURCES)
+    _s3_secret(scored)
+    scored.set_caching_options(False)
+
+    with dsl.If(scored.outputs["Output"] == True, name="pass@1-gate"):  # noqa: E712
+        reg = register_model(
+            model=trained.outputs["model"],
+            registry_uri=registry_uri,
+            name=model_name,
+            eval_metrics=scored.outputs["metrics"],
+            config_json=trained.outputs["Output"],
+            source_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        )
+        reg.set_display_name("register model")
+        reg.set_cpu_request(settings.CPU_RESOURCES["cpu"])
+        reg.set_memory_request(settings.CPU_RESOURCES["memory"])
+        _s3_secret(reg)
+        reg.set_caching_options(False)
