@@ -111,6 +111,51 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compile(args: argparse.Namespace) -> int:
+    from gmpo_kfp.kfp_runs import compile_pipeline
+
+    if args.preset:
+        from gmpo_kfp.presets import load_preset
+
+        load_preset(args.preset)  # an unknown preset is an error before anything is written
+    path = compile_pipeline(args.output)
+    print(f"compiled the gmpo_training pipeline to {path}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from gmpo_kfp.kfp_runs import run_local
+
+    if not args.local:
+        print(
+            "gmpo: error: run needs --local (use `gmpo submit --host URL` for a cluster)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    result = run_local(
+        args.output,
+        preset=args.preset or "tiny-cpu",
+        overrides=args.set or [],
+        params=args.param or [],
+    )
+    print(result.summary())
+    return 0
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    from gmpo_kfp.kfp_runs import submit
+
+    out = submit(
+        args.host,
+        experiment=args.experiment,
+        preset=args.preset or "tiny-cpu",
+        overrides=args.set or [],
+        params=args.param or [],
+    )
+    print(f"run {out['run_id']}\n{out['url']}")
+    return 0
+
+
 def _write_json(path: str, data: dict) -> None:
     import json
     import os
@@ -185,6 +230,40 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--json", help="also write the result as JSON to this file")
     ev.set_defaults(func=_cmd_evaluate)
+
+    comp = sub.add_parser("compile", help="compile the KFP pipeline to its IR YAML")
+    comp.add_argument(
+        "--preset", help="check that this preset exists (the preset is a run parameter)"
+    )
+    comp.add_argument("-o", "--output", default="gmpo_training.yaml", help="output file")
+    comp.set_defaults(func=_cmd_compile)
+
+    for name, text in (
+        ("run", "run the whole pipeline on this machine (kfp.local), no cluster"),
+        ("submit", "create a run of the pipeline on a KFP server"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--preset", help="training preset (default tiny-cpu)")
+        p.add_argument(
+            "--set",
+            action="append",
+            metavar="KEY=VALUE",
+            help="training config override, passed to the train step (repeatable)",
+        )
+        p.add_argument(
+            "--param",
+            action="append",
+            metavar="KEY=VALUE",
+            help="pipeline parameter, e.g. threshold=0.5 (repeatable)",
+        )
+        if name == "run":
+            p.add_argument("--local", action="store_true", help="run with kfp.local (required)")
+            p.add_argument("--output", default="runs/local", help="registry and run outputs")
+            p.set_defaults(func=_cmd_run)
+        else:
+            p.add_argument("--host", required=True, help="KFP API URL, e.g. http://localhost:8888")
+            p.add_argument("--experiment", default="gmpo", help="KFP experiment name")
+            p.set_defaults(func=_cmd_submit)
     return parser
 
 
@@ -201,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:
         print(f"gmpo: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

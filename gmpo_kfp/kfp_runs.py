@@ -15,6 +15,7 @@ import socket
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,7 +147,11 @@ def run_local(
     )
     print(f"gmpo: running the pipeline locally, output {out}", file=sys.stderr, flush=True)
     start = time.perf_counter()
-    gmpo_training(**args)
+    with warnings.catch_warnings():
+        # expected locally: cluster settings are no-ops, and our images are Python images
+        warnings.filterwarnings("ignore", message=".*have no effect in the current local runner")
+        warnings.filterwarnings("ignore", message=".*custom or non-Python base image")
+        gmpo_training(**args)
     seconds = time.perf_counter() - start
     return _collect(out, seconds, args.get("model_name", "gmpo-tiny"))
 

@@ -58,6 +58,7 @@ def gmpo_training(
     prep.set_cpu_request(settings.CPU_RESOURCES["cpu"])
     prep.set_memory_request(settings.CPU_RESOURCES["memory"])
     _s3_secret(prep)
+    prep.set_caching_options(False)  # the same source URI may hold newer data
 
     trained = train(
         preset=preset,

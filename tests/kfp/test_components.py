@@ -1,0 +1,100 @@
+"""Each component's function called directly (python_func), and the pipeline through kfp.local."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from gmpo_kfp.components.evaluate import evaluate
+from gmpo_kfp.components.prepare_data import prepare_data
+from gmpo_kfp.components.register_model import register_model
+from gmpo_kfp.components.train import train
+from kfp import dsl
+
+from gmpo_kfp.data.schema import read_rl_parquet
+from gmpo_kfp.kfp_runs import run_local
+from gmpo_kfp.registry import resolve
+
+SHORT = [
+    "sft.enabled=false",
+    "trainer.total_steps=3",
+    "trainer.test_freq=3",
+    "trainer.save_freq=2",
+    "batch.train_batch_size=8",
+    "batch.mini_batch_size=8",
+    "batch.micro_batch_size_per_gpu=32",
+]
+
+
+def test_component_functions_chain_without_kfp(tmp_path):
+    train_data, val_data = (
+        dsl.Dataset(uri=str(tmp_path / "train")),
+        dsl.Dataset(uri=str(tmp_path / "val")),
+    )
+    prepare_data.python_func(
+        source="arithmetic", train_data=train_data, val_data=val_data, limit=64
+    )
+    assert train_data.metadata["rows"] == 64 and val_data.metadata["rows"] == 2000
+    assert json.loads(train_data.metadata["sample_prompts"])[0].startswith("user: ")
+    assert len(read_rl_parquet(train_data.path)) == 64
+
+    model = dsl.Model(uri=str(tmp_path / "model-artifact"))
+    metrics = dsl.Metrics(uri=str(tmp_path / "metrics"))
+    curves = dsl.Markdown(uri=str(tmp_path / "curves.md"))
+    config_json = train.python_func(
+        preset="tiny-cpu",
+        overrides=SHORT,
+        output_root=f"file://{tmp_path / 'runs'}",
+        run_id="r1",
+        train_data=train_data,
+        val_data=val_data,
+        model=model,
+        metrics=metrics,
+        curves=curves,
+    )
+    assert model.uri == f"file://{tmp_path / 'runs' / 'r1' / 'model'}"
+    assert (tmp_path / "runs" / "r1" / "model" / "model.safetensors").is_file()
+    assert metrics.metadata["steps"] == 3.0 and "pass_at_1_after" in metrics.metadata
+    assert "data:image/png;base64," in (tmp_path / "curves.md").read_text()
+    assert json.loads(config_json)["trainer"]["total_steps"] == 3
+
+    eval_metrics = dsl.Metrics(uri=str(tmp_path / "eval-metrics"))
+    report = dsl.Markdown(uri=str(tmp_path / "report.md"))
+    passed = evaluate.python_func(
+        model=model,
+        eval_data=val_data,
+        metrics=eval_metrics,
+        report=report,
+        threshold=0.0,
+        max_new_tokens=4,
+    )
+    assert passed is True
+    assert set(eval_metrics.metadata) == {"pass_at_1/arithmetic", "pass_at_1/average"}
+    assert "| **average** |" in (tmp_path / "report.md").read_text()
+
+    registry_uri = f"file://{tmp_path / 'registry'}"
+    version, manifest_uri = register_model.python_func(
+        model=model,
+        eval_metrics=eval_metrics,
+        registry_uri=registry_uri,
+        name="tiny",
+        config_json=config_json,
+        source_run="r1",
+    )
+    assert version == 1 and manifest_uri.endswith("tiny/1/manifest.json")
+    manifest = resolve(registry_uri, "tiny")
+    assert manifest["metrics"] == eval_metrics.metadata and manifest["source_run"] == "r1"
+    assert manifest["config"]["trainer"]["total_steps"] == 3
+
+
+@pytest.mark.parametrize(("threshold", "registered"), [(0.0, True), (1.01, False)])
+def test_whole_pipeline_runs_locally_and_the_gate_decides(tmp_path, threshold, registered):
+    result = run_local(tmp_path / "out", overrides=SHORT, params=[f"threshold={threshold}"])
+    assert result.pass_at_1 is not None and result.train_metrics["steps"] == 3.0
+    assert result.passed is registered
+    if registered:
+        assert result.registered_version == 1 and result.manifest.is_file()
+    else:
+        assert result.registered_version is None
+        assert not (tmp_path / "out" / "registry").exists()
+    assert "wall time" in result.summary()
