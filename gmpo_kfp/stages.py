@@ -205,7 +205,7 @@ def train_stage(
         sets.append(f"engine={engine}")
     config = apply_overrides(load_preset(preset), sets)
     sync = CheckpointSync(output_uri, work)
-    sync.restore()
+    restored = sync.restore()
     result = train(config, progress=progress, callbacks=[sync.callback()])
     model_uri = f"{output_uri.rstrip('/')}/model"
     storage.push_dir(result.model_dir, model_uri)
@@ -216,7 +216,12 @@ def train_stage(
     if result.pass_at_1_after is not None:
         metrics["pass_at_1_after"] = result.pass_at_1_after
     _say(f"model uploaded to {model_uri}")
-    return {"model_uri": model_uri, "metrics": metrics, "config": _config_dict(config)}
+    return {
+        "model_uri": model_uri,
+        "metrics": metrics,
+        "config": _config_dict(config),
+        "restored_step": restored,
+    }
 
 
 def _config_dict(config: Any) -> dict[str, Any]:

@@ -284,9 +284,21 @@ class S3Store(Store):
         )
 
     def _fetch(self, key: str, target: Path) -> None:
-        self._call(
-            "downloading", key, self.client.download_file, self.bucket, self._key(key), str(target)
-        )
+        from botocore.exceptions import ClientError
+
+        try:
+            self._call(
+                "downloading",
+                key,
+                self.client.download_file,
+                self.bucket,
+                self._key(key),
+                str(target),
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                raise StorageError(f"{self.url(key)} does not exist; check the URI") from None
+            raise
 
 
 def open_store(uri: str, **kwargs: Any) -> Store:
