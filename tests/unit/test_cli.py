@@ -116,3 +116,26 @@ def test_train_bad_inputs_are_one_line_and_leave_nothing(tmp_path):
         assert message in out.stderr, (message, out.stderr)
         assert out.stderr.strip().splitlines()[-1].startswith("gmpo: error:")
     assert not (out_dir / "model").exists() and not (out_dir / "metrics.jsonl").exists()
+
+
+def test_pipeline_commands_bad_inputs_are_one_line(tmp_path):
+    import time
+
+    out = gmpo("run", "--local", "--preset", "nope", "--output", str(tmp_path / "o"))
+    assert out.returncode == 2 and "unknown preset 'nope'" in out.stderr
+    assert not (tmp_path / "o").exists()
+    out = gmpo("run", "--local", "--param", "bogus=1", "--output", str(tmp_path / "o"))
+    assert out.returncode == 2 and "--param bogus: the pipeline has no such parameter" in out.stderr
+    start = time.monotonic()
+    out = gmpo("submit", "--host", "http://127.0.0.1:9")
+    assert out.returncode == 2 and "cannot connect" in out.stderr
+    assert time.monotonic() - start < 30
+    for result in (out,):
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_compile_writes_the_ir(tmp_path):
+    out = gmpo("compile", "-o", str(tmp_path / "p.yaml"))
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "p.yaml").read_text().startswith("# PIPELINE DEFINITION")
+    assert not list(tmp_path.glob(".p.yaml*"))
