@@ -66,6 +66,9 @@ def bare_trl(model_dir: str, rows: list[dict], args) -> list[float]:
         processing_class=AutoTokenizer.from_pretrained(model_dir),
         callbacks=[timer],
     )
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # as ours: no per-step dicts on stdout
     trainer.train()
     return timer.times
 
