@@ -15,6 +15,7 @@ def register_model(
     name: str,
     config_json: str = "{}",
     source_run: str = "",
+    model_registry_address: str = "",
 ) -> NamedTuple("Registration", [("version", int), ("manifest_uri", str)]):
     """Write the model to ``registry_uri/<name>/<version>/``; move the ``production`` alias."""
     import json
@@ -31,6 +32,7 @@ def register_model(
         metrics={k: float(v) for k, v in eval_metrics.metadata.items()},
         config=json.loads(config_json),
         source_run=source_run,
+        model_registry_address=model_registry_address,
     )
     registration = namedtuple("Registration", ["version", "manifest_uri"])
     return registration(out["version"], out["manifest_uri"])

@@ -203,3 +203,62 @@ def download(
     for rel, meta in manifest["files"].items():
         store.download_file(join(prefix, rel), Path(target) / rel, sha256=meta["sha256"])
     return Path(target)
+
+
+def register_in_model_registry(
+    server_address: str,
+    *,
+    name: str,
+    version: int,
+    uri: str,
+    metrics: dict[str, float] | None = None,
+    source_run: str | None = None,
+    author: str = "gmpo-kfp",
+    user_token: str | None = None,
+) -> bool:
+    """Also record a registered version in a Kubeflow Model Registry; False if it was there.
+
+    The model stays where our registry put it (``uri``); the Model Registry gets its
+    name, version, format, source run (``kfp`` / ``pipelinerun``) and metrics. The
+    token comes from ``user_token`` or the environment the client reads by default.
+    """
+    try:
+        from model_registry import ModelRegistry
+        from model_registry.exceptions import StoreError
+    except ImportError:
+        raise RegistryError(
+            "model_registry_address is set but the model-registry client is not installed: "
+            "pip install 'gmpo-kfp[registry]'"
+        ) from None
+    import warnings
+
+    secure = server_address.startswith("https://")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the client warns about ports and missing tokens
+            client = ModelRegistry(
+                server_address, author=author, is_secure=secure, user_token=user_token
+            )
+        try:
+            if client.get_model_version(name, str(version)) is not None:
+                return False
+        except StoreError:
+            pass  # no such model yet
+        client.register_model(
+            name,
+            uri,
+            model_format_name="transformers",
+            model_format_version="1",
+            version=str(version),
+            model_source_kind="kfp",
+            model_source_class="pipelinerun",
+            model_source_id=source_run,
+            metadata={k: float(v) for k, v in (metrics or {}).items()},
+        )
+    except (StoreError, OSError) as exc:
+        raise RegistryError(f"model_registry_address {server_address}: {exc}") from None
+    except Exception as exc:  # the generated API client raises its own ApiException family
+        raise RegistryError(
+            f"model_registry_address {server_address}: {type(exc).__name__}: {exc}"
+        ) from None
+    return True

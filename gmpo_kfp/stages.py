@@ -308,18 +308,36 @@ def register_stage(
     metrics: dict[str, float] | None = None,
     config: dict[str, Any] | None = None,
     source_run: str = "",
+    model_registry_address: str = "",
 ) -> dict[str, Any]:
-    """Register the model at ``model_uri`` in the registry; returns version and manifest URI."""
-    from gmpo_kfp.registry import register_model
+    """Register the model at ``model_uri`` in the registry; returns version and manifest URI.
+
+    With ``model_registry_address``, the version is also recorded in that Kubeflow
+    Model Registry, pointing at our registry's copy of the files.
+    """
+    from gmpo_kfp.registry import register_in_model_registry, register_model
 
     model_dir = storage.fetch_dir(model_uri, Path(work_dir) / "model")
     reg = register_model(
         model_dir, registry_uri, name, metrics=metrics, config=config, source_run=source_run or None
     )
     _say(f"registered {name} version {reg.version} at {reg.uri}")
+    recorded = None
+    if model_registry_address:
+        recorded = register_in_model_registry(
+            model_registry_address,
+            name=name,
+            version=reg.version,
+            uri=f"{reg.uri}/files",
+            metrics=metrics,
+            source_run=source_run or None,
+        )
+        state = "recorded" if recorded else "already had"
+        _say(f"Kubeflow Model Registry {model_registry_address} {state} {name} {reg.version}")
     return {
         "version": reg.version,
         "uri": reg.uri,
         "manifest_uri": reg.manifest_uri,
         "created": reg.created,
+        "model_registry": recorded,
     }

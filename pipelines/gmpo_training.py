@@ -52,6 +52,7 @@ def gmpo_training(
     gpus: int = settings.TRAIN_RESOURCES["gpus"],
     protocol: str = "greedy",
     max_new_tokens: int = 1024,
+    model_registry_address: str = "",
 ):
     prep = prepare_data(source=source, source_uri=source_uri, val_uri=val_uri)
     prep.set_display_name("prepare data")
@@ -100,6 +101,7 @@ def gmpo_training(
             eval_metrics=scored.outputs["metrics"],
             config_json=trained.outputs["Output"],
             source_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            model_registry_address=model_registry_address,
         )
         reg.set_display_name("register model")
         reg.set_cpu_request(settings.CPU_RESOURCES["cpu"])
