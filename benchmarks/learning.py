@@ -5,7 +5,7 @@ arithmetic task, supervised warm-up to Pass@1 ~0.2, GMPO, validation on the 2000
 held-out problems) for each seed, and reports wall time and Pass@1 before and after,
 the default seed first, then the spread over all seeds.
 
-    python benchmarks/learning.py [--seeds 1,0,2] [--losses gmpo] [--json OUT]
+    python benchmarks/learning.py [--seeds 1,0,2] [--losses gmpo] [--set k=v ...] [--json OUT]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 
-def one_run(loss: str, seed: int, out: Path) -> dict:
+def one_run(loss: str, seed: int, out: Path, sets: list[str]) -> dict:
     from gmpo_kfp.config import apply_overrides
     from gmpo_kfp.presets import load_preset
     from gmpo_kfp.training import train
@@ -33,6 +33,7 @@ def one_run(loss: str, seed: int, out: Path) -> dict:
             f"trainer.output_dir={out}",
             "trainer.save_freq=-1",
             "trainer.resume=disable",
+            *sets,
         ],
     )
     start = time.perf_counter()
@@ -53,13 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", default="1,0,2", help="comma-separated; the first is the default")
     ap.add_argument("--losses", default="gmpo")
+    ap.add_argument("--set", action="append", default=[], help="config override (repeatable)")
     ap.add_argument("--json", help="also write the results as JSON to this file")
     a = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="gmpo-learning-"))
     runs = []
     for loss in a.losses.split(","):
         for seed in (int(s) for s in a.seeds.split(",")):
-            run = one_run(loss, seed, work / f"{loss}-{seed}")
+            run = one_run(loss, seed, work / f"{loss}-{seed}", a.set)
             print(json.dumps(run), file=sys.stderr, flush=True)
             runs.append(run)
     print("| loss | seed | wall (s) | warm-up steps | RL steps | Pass@1 before | Pass@1 after |")
