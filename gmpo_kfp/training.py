@@ -103,10 +103,10 @@ def train(
             "data.train_files: empty; give verl RL parquet files or set data.task=arithmetic"
         )
     if config.engine == "verl":
-        raise ConfigError(
-            "engine=verl runs on a GPU cluster (the train component or `gmpo submit`); "
-            "use engine=trl on this machine"
-        )
+        from gmpo_kfp.engines import verl as verl_engine
+
+        print(f"gmpo: verl engine, {config.algorithm.loss} loss", file=sys.stderr)
+        return TrainResult(**verl_engine.run(config))
     from gmpo_kfp.engines import trl as engine
 
     train_rows = _rows(config.data.train_files, "data.train_files")

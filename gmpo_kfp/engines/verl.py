@@ -23,6 +23,12 @@ Mapping notes, and what verl cannot honour:
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 from gmpo_kfp.config import ConfigError, TrainConfig
@@ -168,3 +174,103 @@ def verl_overrides(config: TrainConfig) -> list[str]:
 def verl_command(config: TrainConfig, python: str = "python3") -> list[str]:
     """The full argv of the verl launch."""
     return [python, "-m", "verl.trainer.main_ppo", *verl_overrides(config)]
+
+
+# --------------------------------------------------------------------------- launch
+
+
+def latest_checkpoint(checkpoint_dir: str | os.PathLike) -> Path | None:
+    """``global_step_N/actor`` of verl's ``latest_checkpointed_iteration.txt``, if any."""
+    root = Path(checkpoint_dir)
+    marker = root / "latest_checkpointed_iteration.txt"
+    if not marker.is_file():
+        return None
+    step = marker.read_text().strip()
+    actor = root / f"global_step_{step}" / "actor"
+    return actor if actor.is_dir() else None
+
+
+def merge_command(
+    actor_dir: str | os.PathLike, target: str | os.PathLike, python: str
+) -> list[str]:
+    """verl's FSDP checkpoint -> Hugging Face model directory."""
+    return [
+        python,
+        "-m",
+        "verl.model_merger",
+        "merge",
+        "--backend",
+        "fsdp",
+        "--local_dir",
+        str(actor_dir),
+        "--target_dir",
+        str(target),
+    ]
+
+
+def _stream(cmd: list[str], env: dict[str, str], what: str) -> None:
+    """Run ``cmd``, passing its output through line by line; a failure names the step."""
+    print(f"gmpo: {what}: {' '.join(cmd[:3])} ...", file=sys.stderr, flush=True)
+    with subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    ) as proc:
+        assert proc.stdout is not None
+        tail: list[str] = []
+        for line in proc.stdout:
+            sys.stderr.write(line)
+            tail = [*tail[-19:], line.rstrip()]
+        code = proc.wait()
+    if code != 0:
+        last = next((t for t in reversed(tail) if t.strip()), "no output")
+        raise RuntimeError(f"{what} failed with exit code {code}: {last}")
+
+
+def run(config: TrainConfig, *, python: str | None = None) -> dict[str, Any]:
+    """Train with verl in a child process, then merge the latest checkpoint to HF format.
+
+    verl reads its data from ``data.train_files``/``val_files`` and writes its
+    ``file`` logger records to ``output_dir/metrics.jsonl`` (the same shape the TRL
+    engine writes); the registration of our loss reaches every Ray worker through
+    the ``verl.plugins`` entry point.
+    """
+    from gmpo_kfp import metrics as M
+
+    python = python or sys.executable
+    out = Path(config.trainer.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics_file = out / "metrics.jsonl"
+    env = {**os.environ, "VERL_FILE_LOGGER_PATH": str(metrics_file)}
+    start = time.perf_counter()
+    _stream(verl_command(config, python=python), env, "verl training")
+    seconds = time.perf_counter() - start
+    actor = latest_checkpoint(out / "checkpoints")
+    if actor is None:
+        raise RuntimeError(
+            f"verl wrote no checkpoint under {out / 'checkpoints'}: set trainer.save_freq > 0"
+        )
+    model_dir = out / "model"
+    staging = out / ".model.merging"
+    shutil.rmtree(staging, ignore_errors=True)
+    _stream(merge_command(actor, staging, python), env, "verl model merge")
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    staging.rename(model_dir)
+    records = list(M.read_metrics(metrics_file)) if metrics_file.exists() else []
+    val = [r for r in records if any(k.startswith("val-core/") for k in r["data"])]
+
+    def mean_val(record: dict) -> float:
+        values = [v for k, v in record["data"].items() if k.startswith("val-core/")]
+        return sum(values) / len(values)
+
+    before = mean_val(val[0]) if val and val[0]["step"] == 0 else None
+    after = mean_val(val[-1]) if val and val[-1]["step"] > 0 else None
+    return {
+        "model_dir": model_dir,
+        "metrics_file": metrics_file,
+        "steps": int(actor.parent.name.rsplit("_", 1)[1]),
+        "seconds": seconds,
+        "resumed_from": None,
+        "sft": None,
+        "pass_at_1_before": before,
+        "pass_at_1_after": after,
+    }
