@@ -17,6 +17,7 @@ def evaluate(
     max_new_tokens: int = 1024,
     extra_eval_uris: list = [],  # noqa: B006 - KFP takes defaults as literals
     baseline_uri: str = "",
+    backend: str = "auto",
 ) -> bool:
     """Evaluate ``model`` on ``eval_data`` (and further parquet URIs); True at >= ``threshold``.
 
@@ -39,6 +40,7 @@ def evaluate(
         n=n,
         max_new_tokens=max_new_tokens,
         baseline_uri=baseline_uri,
+        backend=backend,
     )
     for source, value in out["pass_at_1"].items():
         metrics.log_metric(f"pass_at_1/{source}", value)

@@ -101,6 +101,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
         limit=args.limit,
         seed=args.seed,
+        backend=args.backend,
     )
     width = max(len(s) for s in result.pass_at_1)
     for source, value in result.pass_at_1.items():
@@ -228,6 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-new-tokens", type=int, default=1024)
     ev.add_argument("--limit", type=int, help="evaluate the first N problems only")
     ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument(
+        "--backend",
+        choices=("auto", "transformers", "vllm"),
+        default="auto",
+        help="vllm needs a GPU and the [vllm] extra; auto picks it when it can run",
+    )
     ev.add_argument("--json", help="also write the result as JSON to this file")
     ev.set_defaults(func=_cmd_evaluate)
 

@@ -8,7 +8,8 @@ Two protocols, as in the paper:
 
 Each problem is graded by :mod:`gmpo_kfp.reward` according to its ``data_source``.
 The result holds Pass@1 per data source and their unweighted mean (how the paper
-averages benchmarks). The vLLM backend for GPUs comes with the pipeline.
+averages benchmarks). Generation runs on vLLM where there is a GPU and vLLM, else on
+transformers (:func:`choose_backend`).
 """
 
 from __future__ import annotations
@@ -148,6 +149,13 @@ def pass_at_1(
         batch_size=batch_size,
         seed=seed,
     )
+    return score_completions(rows, completions, protocol=protocol)
+
+
+def score_completions(
+    rows: Sequence[dict], completions: Sequence[Sequence[str]], *, protocol: str
+) -> EvalResult:
+    """Grade each row's samples; Pass@1 per data source is the mean correctness."""
     by_source: dict[str, list[float]] = defaultdict(list)
     correct = []
     for row, samples in zip(rows, completions, strict=True):
@@ -162,10 +170,57 @@ def pass_at_1(
         pass_at_1=per_source,
         mean=sum(per_source.values()) / len(per_source),
         problems=len(rows),
-        samples_per_problem=int(settings["n"]),
+        samples_per_problem=len(completions[0]) if completions else 0,
         protocol=protocol,
         correct=correct,
     )
+
+
+BACKENDS = ("auto", "transformers", "vllm")
+
+
+def choose_backend(backend: str) -> str:
+    """``auto``: vLLM where there is a GPU and vLLM is installed, else transformers."""
+    if backend not in BACKENDS:
+        raise EvalError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    if backend != "auto":
+        return backend
+    import importlib.util
+
+    import torch
+
+    has_vllm = importlib.util.find_spec("vllm") is not None
+    return "vllm" if has_vllm and torch.cuda.is_available() else "transformers"
+
+
+def vllm_generate(
+    model_dir: str,
+    prompts: Sequence[Sequence[dict]],
+    *,
+    temperature: float,
+    top_p: float,
+    n: int,
+    max_new_tokens: int,
+    seed: int = 0,
+) -> list[list[str]]:
+    """``n`` completions per chat prompt with vLLM (GPU), the model's own chat template."""
+    try:
+        from vllm import LLM, SamplingParams
+    except ImportError:
+        raise EvalError(
+            "backend vllm: vLLM is not installed; pip install 'gmpo-kfp[vllm]' (GPU) "
+            "or use --backend transformers"
+        ) from None
+    llm = LLM(model=model_dir, seed=seed)
+    params = SamplingParams(
+        n=n,
+        temperature=temperature,
+        top_p=top_p if temperature > 0 else 1.0,
+        max_tokens=max_new_tokens,
+        seed=seed,
+    )
+    outputs = llm.chat([list(p) for p in prompts], params, use_tqdm=True)
+    return [[c.text for c in out.outputs] for out in outputs]
 
 
 def evaluate(
@@ -178,9 +233,14 @@ def evaluate(
     limit: int | None = None,
     batch_size: int = 256,
     seed: int = 0,
+    backend: str = "auto",
 ) -> EvalResult:
-    """Pass@1 of the model in ``model_dir`` on the problems of ``data_files``."""
-    from gmpo_kfp.models import load_model_and_tokenizer
+    """Pass@1 of the model in ``model_dir`` on the problems of ``data_files``.
+
+    ``backend``: ``vllm`` (GPU), ``transformers`` (anywhere) or ``auto`` (vLLM where
+    it can run).
+    """
+    from gmpo_kfp.models import check_model_dir, load_model_and_tokenizer
 
     if not data_files:
         raise EvalError("data_files: none given; pass at least one verl RL parquet file")
@@ -189,8 +249,24 @@ def evaluate(
         rows.extend(read_rl_parquet(path))
     if limit is not None:
         rows = rows[:limit]
+    if not rows:
+        raise EvalError("no problems to evaluate: the data files are empty")
+    check_model_dir(str(model_dir), field="model")
+    engine = choose_backend(backend)
+    print(f"gmpo: evaluating {len(rows)} problems ({protocol}, {engine})", file=sys.stderr)
+    if engine == "vllm":
+        settings = protocol_settings(protocol, n)
+        completions = vllm_generate(
+            str(model_dir),
+            [r["prompt"] for r in rows],
+            temperature=settings["temperature"],
+            top_p=settings["top_p"],
+            n=int(settings["n"]),
+            max_new_tokens=max_new_tokens,
+            seed=seed,
+        )
+        return score_completions(rows, completions, protocol=protocol)
     model, tokenizer = load_model_and_tokenizer(str(model_dir))
-    print(f"gmpo: evaluating {len(rows)} problems ({protocol})", file=sys.stderr)
     return pass_at_1(
         model,
         tokenizer,

@@ -136,21 +136,19 @@ def has_weights(directory: str | os.PathLike) -> bool:
     return (d / "config.json").is_file() and any((d / name).is_file() for name in WEIGHT_FILES)
 
 
-def check_model_dir(path: str) -> None:
+def check_model_dir(path: str, field: str = "model.path") -> None:
     """Raise :class:`ModelError` for a local directory that cannot be a model (hub ids pass)."""
     p = Path(path)
     looks_local = p.exists() or path.startswith((".", "/", "~")) or path.count("/") > 1
     if not looks_local:
         return
     if not p.is_dir():
-        raise ModelError(f"model.path: {path} does not exist; give a model directory or 'tiny'")
+        raise ModelError(f"{field}: {path} does not exist; give a model directory or 'tiny'")
     if not (p / "config.json").is_file():
-        raise ModelError(
-            f"model.path: {path} has no config.json; give a Hugging Face model directory"
-        )
+        raise ModelError(f"{field}: {path} has no config.json; give a Hugging Face model directory")
     if not has_weights(p):
         raise ModelError(
-            f"model.path: {path} has no weights ({' or '.join(WEIGHT_FILES)}); "
+            f"{field}: {path} has no weights ({' or '.join(WEIGHT_FILES)}); "
             "point it at a saved model (save_pretrained)"
         )
 

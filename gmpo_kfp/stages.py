@@ -244,6 +244,7 @@ def evaluate_stage(
     n: int = 0,
     max_new_tokens: int = 1024,
     baseline_uri: str = "",
+    backend: str = "auto",
 ) -> dict[str, Any]:
     """Pass@1 per benchmark and their mean; ``passed`` when the mean reaches ``threshold``."""
     from gmpo_kfp.evaluate import evaluate
@@ -251,19 +252,17 @@ def evaluate_stage(
 
     work = Path(work_dir)
     model_dir = storage.fetch_dir(model_uri, work / "model")
-    result = evaluate(
-        model_dir, list(eval_paths), protocol=protocol, n=n or None, max_new_tokens=max_new_tokens
-    )
+    kwargs = {
+        "protocol": protocol,
+        "n": n or None,
+        "max_new_tokens": max_new_tokens,
+        "backend": backend,
+    }
+    result = evaluate(model_dir, list(eval_paths), **kwargs)
     baseline = None
     if baseline_uri:
         base_dir = storage.fetch_dir(baseline_uri, work / "baseline")
-        baseline = evaluate(
-            base_dir,
-            list(eval_paths),
-            protocol=protocol,
-            n=n or None,
-            max_new_tokens=max_new_tokens,
-        )
+        baseline = evaluate(base_dir, list(eval_paths), **kwargs)
     passed = result.mean >= threshold
     write_text_atomic(report_path, eval_markdown(result, baseline, threshold, passed))
     _say(f"Pass@1 {result.mean:.4f} ({'passed' if passed else 'below'} the gate {threshold})")

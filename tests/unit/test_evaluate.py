@@ -98,3 +98,17 @@ def test_cli_evaluate_bad_inputs_are_one_line(tmp_path, data):
     (tmp_path / "noweights" / "config.json").write_text("{}")
     out = gmpo("evaluate", str(tmp_path / "noweights"), str(data))
     assert out.returncode == 2 and "has no weights" in out.stderr
+
+
+def test_backend_choice_and_a_clear_error_without_vllm(tiny, data, monkeypatch):
+    import importlib.util
+
+    from gmpo_kfp.evaluate import choose_backend
+
+    assert choose_backend("transformers") == "transformers"
+    with pytest.raises(EvalError, match="backend must be one of auto, transformers, vllm"):
+        choose_backend("tgi")
+    if importlib.util.find_spec("vllm") is None:
+        assert choose_backend("auto") == "transformers"
+        with pytest.raises(EvalError, match=r"backend vllm: vLLM is not installed"):
+            evaluate(tiny, [data], backend="vllm", max_new_tokens=4)
