@@ -159,17 +159,10 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
 def _write_json(path: str, data: dict) -> None:
     import json
-    import os
-    import tempfile
-    from pathlib import Path
 
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True, default=str)
-        fh.write("\n")
-    os.replace(tmp, target)
+    from gmpo_kfp.storage import write_text_atomic
+
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:

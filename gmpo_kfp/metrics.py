@@ -136,7 +136,7 @@ def truncate_after(path: str | os.PathLike, step: int) -> None:
     p = Path(path)
     if not p.exists():
         return
+    from gmpo_kfp.storage import write_text_atomic
+
     kept = [r for r in read_metrics(p) if r["step"] <= step]
-    tmp = p.with_name(f".{p.name}.tmp")
-    tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in kept), encoding="utf-8")
-    os.replace(tmp, p)
+    write_text_atomic(p, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))

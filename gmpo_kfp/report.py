@@ -10,7 +10,6 @@ import base64
 import io
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 from gmpo_kfp import metrics as M
 
@@ -75,12 +74,3 @@ def training_markdown(metrics_file: str | os.PathLike, *, title: str = "Training
                 rows.append(f"| `{name}` | {values[-1]:.4g} |")
     table = "\n".join(["| metric | last |", "|---|---|", *rows]) if rows else "(no metrics)"
     return f"# {title}\n\n![curves](data:image/png;base64,{encoded})\n\n{table}\n"
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, target)
-    return target

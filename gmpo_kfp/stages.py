@@ -190,7 +190,7 @@ def train_stage(
     """Train, mirror checkpoints to ``output_uri``, upload the final HF model there."""
     from gmpo_kfp.config import apply_overrides
     from gmpo_kfp.presets import load_preset
-    from gmpo_kfp.report import training_markdown, write_text_atomic
+    from gmpo_kfp.report import training_markdown
     from gmpo_kfp.training import train
 
     work = Path(work_dir)
@@ -209,7 +209,7 @@ def train_stage(
     result = train(config, progress=progress, callbacks=[sync.callback()])
     model_uri = f"{output_uri.rstrip('/')}/model"
     storage.push_dir(result.model_dir, model_uri)
-    write_text_atomic(curves_path, training_markdown(result.metrics_file))
+    storage.write_text_atomic(curves_path, training_markdown(result.metrics_file))
     metrics: dict[str, float] = {"steps": float(result.steps)}
     if result.pass_at_1_before is not None:
         metrics["pass_at_1_before"] = result.pass_at_1_before
@@ -248,7 +248,6 @@ def evaluate_stage(
 ) -> dict[str, Any]:
     """Pass@1 per benchmark and their mean; ``passed`` when the mean reaches ``threshold``."""
     from gmpo_kfp.evaluate import evaluate
-    from gmpo_kfp.report import write_text_atomic
 
     work = Path(work_dir)
     model_dir = storage.fetch_dir(model_uri, work / "model")
@@ -264,7 +263,7 @@ def evaluate_stage(
         base_dir = storage.fetch_dir(baseline_uri, work / "baseline")
         baseline = evaluate(base_dir, list(eval_paths), **kwargs)
     passed = result.mean >= threshold
-    write_text_atomic(report_path, eval_markdown(result, baseline, threshold, passed))
+    storage.write_text_atomic(report_path, eval_markdown(result, baseline, threshold, passed))
     _say(f"Pass@1 {result.mean:.4f} ({'passed' if passed else 'below'} the gate {threshold})")
     return {
         "pass_at_1": result.pass_at_1,
