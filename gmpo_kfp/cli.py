@@ -157,6 +157,14 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from gmpo_kfp.report import plot_files
+
+    for path in plot_files(args.files, args.output):
+        print(path)
+    return 0
+
+
 def _write_json(path: str, data: dict) -> None:
     import json
 
@@ -230,6 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--json", help="also write the result as JSON to this file")
     ev.set_defaults(func=_cmd_evaluate)
+
+    plot = sub.add_parser("plot", help="plot metrics files of either engine (PNG)")
+    plot.add_argument("files", nargs="+", help="metrics.jsonl files ({step, data} records)")
+    plot.add_argument("-o", "--output", default="plots", help="output folder")
+    plot.set_defaults(func=_cmd_plot)
 
     comp = sub.add_parser("compile", help="compile the KFP pipeline to its IR YAML")
     comp.add_argument(

@@ -74,3 +74,28 @@ def training_markdown(metrics_file: str | os.PathLike, *, title: str = "Training
                 rows.append(f"| `{name}` | {values[-1]:.4g} |")
     table = "\n".join(["| metric | last |", "|---|---|", *rows]) if rows else "(no metrics)"
     return f"# {title}\n\n![curves](data:image/png;base64,{encoded})\n\n{table}\n"
+
+
+def plot_files(files: Sequence[str | os.PathLike], output_dir: str | os.PathLike) -> list[str]:
+    """``gmpo plot``: one PNG of every panel, one line per metrics file; returns the paths."""
+    from pathlib import Path
+
+    from gmpo_kfp.storage import write_atomic
+
+    runs: dict[str, str | os.PathLike] = {}
+    for f in files:
+        path = Path(f)
+        if not path.is_file():
+            raise FileNotFoundError(f"metrics file {path} does not exist; give metrics.jsonl files")
+        if not any(True for _ in M.read_metrics(path)):
+            raise ValueError(f"metrics file {path} holds no {{step, data}} records")
+        label = path.parent.name if path.stem == "metrics" else path.stem
+        while label in runs:
+            label += "'"
+        runs[label] = path
+    out = Path(output_dir)
+    written = [str(write_atomic(out / "curves.png", plot_runs(runs)))]
+    for title, names in PANELS.items():
+        png = plot_runs(runs, {title: names})
+        written.append(str(write_atomic(out / f"{title.replace(' ', '_')}.png", png)))
+    return written

@@ -45,18 +45,21 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write a local text file under a temporary name, then rename: never half a file."""
+def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
+    """Write a local file under a temporary name, then rename: never half a file."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
         os.replace(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)
     return target
+
+
+write_text_atomic = write_atomic
 
 
 def join(*parts: str) -> str:
