@@ -36,7 +36,7 @@ def test_tiny_cpu_preset_maps_to_one_gmpo_step_per_rollout(tmp_path):
     assert args.per_device_train_batch_size == 128 and args.gradient_accumulation_steps == 1
     assert args.generation_batch_size == 128 and args.steps_per_generation == 1
     assert args.max_steps == 3400 and args.max_completion_length == 4
-    assert args.learning_rate == 5e-4 and args.warmup_steps == 200
+    assert args.learning_rate == 7e-4 and args.warmup_steps == 200
     assert args.lr_scheduler_type == "linear" and args.adam_beta2 == 0.99
     assert args.beta == 0.0 and args.seed == 1 and args.temperature == 1.0
 
