@@ -168,9 +168,9 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 def _write_json(path: str, data: dict) -> None:
     import json
 
-    from gmpo_kfp.storage import write_text_atomic
+    from gmpo_kfp.storage import write_atomic
 
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:

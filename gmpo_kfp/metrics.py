@@ -131,12 +131,30 @@ def read_metrics(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
                 yield record
 
 
+def validation_before_after(path: str | os.PathLike) -> tuple[float | None, float | None]:
+    """Validation accuracy at step 0 and at the last later step (None where absent).
+
+    The accuracy of a record is the unweighted mean of its ``val-core/`` metrics, which
+    both engines write (verl itself, the TRL engine in verl's names).
+    """
+    if not Path(path).exists():
+        return None, None
+    val = []
+    for record in read_metrics(path):
+        values = [v for k, v in record["data"].items() if k.startswith("val-core/")]
+        if values:
+            val.append((record["step"], sum(values) / len(values)))
+    before = val[0][1] if val and val[0][0] == 0 else None
+    after = val[-1][1] if val and val[-1][0] > 0 else None
+    return before, after
+
+
 def truncate_after(path: str | os.PathLike, step: int) -> None:
     """Drop records after ``step`` (a resumed run rewrites them), atomically."""
     p = Path(path)
     if not p.exists():
         return
-    from gmpo_kfp.storage import write_text_atomic
+    from gmpo_kfp.storage import write_atomic
 
     kept = [r for r in read_metrics(p) if r["step"] <= step]
-    write_text_atomic(p, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
+    write_atomic(p, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))

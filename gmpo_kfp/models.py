@@ -99,16 +99,37 @@ def build_tiny_model(directory: str | os.PathLike, spec: TinyModelSpec | None = 
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
     )
-    target = Path(directory)
+    return save_model_dir(
+        model, tokenizer, Path(directory), extra_files={"tiny_model_spec.json": _json(asdict(spec))}
+    )
+
+
+def replace_dir(staging: Path, target: Path) -> None:
+    """Make ``staging`` visible as ``target`` by renames (an old target is swapped out first)."""
+    old = target.with_name(f".{target.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        target.rename(old)
+    staging.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def save_model_dir(
+    model: Any, tokenizer: Any, target: Path, *, extra_files: dict[str, str] | None = None
+) -> Path:
+    """Write a Hugging Face model directory atomically (temporary name, then rename).
+
+    ``model`` may be a trainer (its ``.model`` is saved).
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        model.save_pretrained(staging)
+        getattr(model, "model", model).save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        (staging / "tiny_model_spec.json").write_text(_json(asdict(spec)))
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
+        for name, text in (extra_files or {}).items():
+            (staging / name).write_text(text)
+        replace_dir(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -345,10 +345,7 @@ def grade(
     verifier: Verifier | None = None,
 ) -> Grade:
     """Grade one response against its ground truth (or any of a list of them)."""
-    grader = grader_for(data_source)
-    if grader is grade_math:
-        return grader(response, ground_truth, verifier=verifier)
-    return grader(response, ground_truth)
+    return grader_for(data_source)(response, ground_truth, verifier=verifier)
 
 
 # --------------------------------------------------------------------------- engine adapters

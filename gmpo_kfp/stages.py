@@ -209,7 +209,7 @@ def train_stage(
     result = train(config, progress=progress, callbacks=[sync.callback()])
     model_uri = f"{output_uri.rstrip('/')}/model"
     storage.push_dir(result.model_dir, model_uri)
-    storage.write_text_atomic(curves_path, training_markdown(result.metrics_file))
+    storage.write_atomic(curves_path, training_markdown(result.metrics_file))
     metrics: dict[str, float] = {"steps": float(result.steps)}
     if result.pass_at_1_before is not None:
         metrics["pass_at_1_before"] = result.pass_at_1_before
@@ -263,7 +263,7 @@ def evaluate_stage(
         base_dir = storage.fetch_dir(baseline_uri, work / "baseline")
         baseline = evaluate(base_dir, list(eval_paths), **kwargs)
     passed = result.mean >= threshold
-    storage.write_text_atomic(report_path, eval_markdown(result, baseline, threshold, passed))
+    storage.write_atomic(report_path, eval_markdown(result, baseline, threshold, passed))
     _say(f"Pass@1 {result.mean:.4f} ({'passed' if passed else 'below'} the gate {threshold})")
     return {
         "pass_at_1": result.pass_at_1,

@@ -59,9 +59,6 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
     return target
 
 
-write_text_atomic = write_atomic
-
-
 def join(*parts: str) -> str:
     return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
 
@@ -117,7 +114,7 @@ class Store:
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
             rel = path.relative_to(root).as_posix()
             files[rel] = {"size": path.stat().st_size, "sha256": sha256_file(path)}
-            self.upload_file(path, join(prefix, rel) if prefix else rel)
+            self.upload_file(path, join(prefix, rel))
         return files
 
 

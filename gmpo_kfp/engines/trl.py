@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import shutil
 import sys
-import tempfile
 import time
 import warnings
 from collections import defaultdict
@@ -406,32 +405,6 @@ def _rl_dataset(rows: Sequence[dict]) -> Any:
     )
 
 
-def _replace_dir(staging: Path, target: Path) -> None:
-    """Make ``staging`` visible as ``target`` in one rename (an old target is swapped out)."""
-    old = target.with_name(f".{target.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if target.exists():
-        target.rename(old)
-    staging.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def save_model_dir(trainer_or_model: Any, tokenizer: Any, target: Path) -> Path:
-    """Write a Hugging Face model directory atomically (temporary name, then rename)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        model = getattr(trainer_or_model, "model", trainer_or_model)
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        _replace_dir(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return target
-
-
 def sft_warmup(
     config: TrainConfig,
     model: Any,
@@ -527,7 +500,7 @@ def run(
     from transformers.trainer_utils import get_last_checkpoint
     from transformers.utils import logging as hf_logging
 
-    from gmpo_kfp.models import has_weights, load_tokenizer, resolve_model_path
+    from gmpo_kfp.models import has_weights, load_tokenizer, resolve_model_path, save_model_dir
 
     hf_logging.disable_progress_bar()
     datasets.disable_progress_bars()  # our own bars say how far a run is
@@ -624,12 +597,7 @@ def run(
         writer.close()
     seconds = time.perf_counter() - start
     model_dir = save_model_dir(trainer, tokenizer, out / "model")
-    before = after = None
-    records = list(M.read_metrics(out / "metrics.jsonl"))
-    val = [r for r in records if M.PASS_AT_1 in r["data"]]
-    if val:
-        before = val[0]["data"][M.PASS_AT_1] if val[0]["step"] == 0 else None
-        after = val[-1]["data"][M.PASS_AT_1] if val[-1]["step"] > 0 else None
+    before, after = M.validation_before_after(out / "metrics.jsonl")
     return {
         "model_dir": model_dir,
         "metrics_file": out / "metrics.jsonl",

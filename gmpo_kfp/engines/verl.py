@@ -234,6 +234,7 @@ def run(config: TrainConfig, *, python: str | None = None) -> dict[str, Any]:
     the ``verl.plugins`` entry point.
     """
     from gmpo_kfp import metrics as M
+    from gmpo_kfp.models import replace_dir
 
     python = python or sys.executable
     out = Path(config.trainer.output_dir)
@@ -252,18 +253,8 @@ def run(config: TrainConfig, *, python: str | None = None) -> dict[str, Any]:
     staging = out / ".model.merging"
     shutil.rmtree(staging, ignore_errors=True)
     _stream(merge_command(actor, staging, python), env, "verl model merge")
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
-    staging.rename(model_dir)
-    records = list(M.read_metrics(metrics_file)) if metrics_file.exists() else []
-    val = [r for r in records if any(k.startswith("val-core/") for k in r["data"])]
-
-    def mean_val(record: dict) -> float:
-        values = [v for k, v in record["data"].items() if k.startswith("val-core/")]
-        return sum(values) / len(values)
-
-    before = mean_val(val[0]) if val and val[0]["step"] == 0 else None
-    after = mean_val(val[-1]) if val and val[-1]["step"] > 0 else None
+    replace_dir(staging, model_dir)
+    before, after = M.validation_before_after(metrics_file)
     return {
         "model_dir": model_dir,
         "metrics_file": metrics_file,
