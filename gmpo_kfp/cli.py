@@ -165,6 +165,24 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from gmpo_kfp.compare import compare, parse_losses
+
+    losses = parse_losses(args.losses)
+    result = compare(
+        resolve_config(args),
+        losses=losses,
+        seeds=args.seeds,
+        iterations=args.iterations,
+        output_dir=args.output,
+        progress=not args.no_progress,
+    )
+    for line in result.verdict:
+        print(line)
+    print(f"report      {result.report}")
+    return 0
+
+
 def _write_json(path: str, data: dict) -> None:
     import json
 
@@ -243,6 +261,24 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("files", nargs="+", help="metrics.jsonl files ({step, data} records)")
     plot.add_argument("-o", "--output", default="plots", help="output folder")
     plot.set_defaults(func=_cmd_plot)
+
+    cmp_ = sub.add_parser(
+        "compare", help="GMPO vs GRPO (and GSPO) over seeds, on- and off-policy: report + plots"
+    )
+    add_config_arguments(cmp_)
+    cmp_.add_argument("--losses", default="gmpo,grpo", help="comma-separated, e.g. gmpo,grpo,gspo")
+    cmp_.add_argument("--seeds", type=int, default=3, help="seeds per loss (from trainer.seed up)")
+    cmp_.add_argument(
+        "--iterations",
+        type=int,
+        default=4,
+        help="optimiser passes per rollout batch in the off-policy regime (1: on-policy only)",
+    )
+    cmp_.add_argument(
+        "--output", default="runs/compare", help="study folder (finished runs reused)"
+    )
+    cmp_.add_argument("--no-progress", action="store_true", help="no progress bars")
+    cmp_.set_defaults(func=_cmd_compare)
 
     comp = sub.add_parser("compile", help="compile the KFP pipeline to its IR YAML")
     comp.add_argument(
