@@ -1,0 +1,88 @@
+"""benchmarks/run_all: executable, refuses an unknown benchmark, tabulates every kind."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+RUN_ALL = Path(__file__).resolve().parents[2] / "benchmarks" / "run_all"
+
+
+def load_run_all():
+    loader = importlib.machinery.SourceFileLoader("run_all", str(RUN_ALL))
+    spec = importlib.util.spec_from_loader("run_all", loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def test_run_all_is_executable_and_every_benchmark_exists():
+    assert os.access(RUN_ALL, os.X_OK)
+    assert RUN_ALL.read_text().startswith("#!/usr/bin/env python3\n")
+    for name in load_run_all().BENCHMARKS:
+        assert (RUN_ALL.parent / f"{name}.py").is_file(), name
+
+
+def test_unknown_benchmark_is_one_line_and_exit_2(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(RUN_ALL), "--only", "objective,nope", "--output", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and "--only" in out.stderr and "nope" in out.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_markdown_has_a_row_per_measurement_and_the_machine():
+    run_all = load_run_all()
+    results = [
+        {
+            "name": "objective",
+            "ok": True,
+            "result": {
+                "rows": [
+                    {
+                        "dtype": d,
+                        "shape": [2, 3],
+                        "verl_geo_mean_ms": 2.0,
+                        "gmpo_kfp_ms": 1.0,
+                        "ratio": 0.5,
+                    }
+                    for d in ("float32", "bfloat16")
+                ]
+            },
+        },
+        {
+            "name": "engine",
+            "ok": True,
+            "result": {"bare_trl_s_per_step": 0.5, "gmpo_kfp_s_per_step": 0.5, "ratio": 1.0},
+        },
+        {
+            "name": "evaluation",
+            "ok": True,
+            "result": {
+                "problems": 10,
+                "bare_problems_per_s": 9.0,
+                "gmpo_kfp_problems_per_s": 8.0,
+                "ratio": 0.889,
+            },
+        },
+        {"name": "local_run", "ok": True, "result": {"wall_s": 150.0, "target_s": 300}},
+        {"name": "engine", "ok": False, "error": "boom"},
+    ]
+    text = run_all.markdown(results, {"cpu": "x86_64", "cpus": 2, "gpu": None})
+    lines = text.splitlines()
+    assert lines[0] == "| benchmark | measured | figures | ratio |"
+    assert (
+        "| objective (bfloat16, 2x3) | GMPO loss fwd+bwd, ms | verl 2.0 / ours 1.0 | 0.50x |"
+        in lines
+    )
+    assert any(line.startswith("| evaluation |") and "0.89x" in line for line in lines)
+    assert any("0.50x of target" in line for line in lines)
+    assert "| engine | failed | boom | - |" in lines
+    assert "cpu x86_64, cpus 2" in text and "gpu" not in text
