@@ -40,3 +40,18 @@ CPU_RESOURCES = {"cpu": "1", "memory": "4Gi"}
 TRAIN_RETRIES = 3
 TRAIN_BACKOFF = "120s"
 TRAIN_BACKOFF_FACTOR = 2.0
+
+#: Volume shared by the train step and every Ray pod of a multi-node RayJob: verl's
+#: checkpoints (one shard per rank) and the data land there, the step merges from it.
+#: ``manifests/base`` creates the claim (ReadWriteMany; the kind overlay: ReadWriteOnce).
+SHARED_CLAIM = "gmpo-shared"
+SHARED_MOUNT = "/mnt/gmpo"
+
+#: KubeRay RayJob settings (multi-node training, ``resources.nnodes > 1``).
+RAY_VERSION = (
+    "2.60.0"  # the ray that verl 0.9.1 resolves to; KubeRay picks its submit command by it
+)
+RAYJOB_TTL_S = 600  # keep the finished cluster this long for a look at its logs
+RAY_HEAD_PORT_DASHBOARD = 8265
+SERVICE_ACCOUNT = "gmpo-pipeline-runner"  # pipeline pods and the RayJob's pods run as it
+NON_ROOT_UID = 1000  # every image's user

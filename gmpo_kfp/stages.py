@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -194,10 +195,16 @@ def train_stage(
     from gmpo_kfp.training import train
 
     work = Path(work_dir)
+    # the data goes beside the checkpoints: on a multi-node RayJob every pod reads it there
+    data_dir = work / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    train_copy, val_copy = data_dir / "train.parquet", data_dir / "val.parquet"
+    shutil.copyfile(train_path, train_copy)
+    shutil.copyfile(val_path, val_copy)
     sets = [
         *overrides,
-        f"data.train_files={train_path}",
-        f"data.val_files={val_path}",
+        f"data.train_files={train_copy}",
+        f"data.val_files={val_copy}",
         f"trainer.output_dir={work}",
         "trainer.resume=auto",
     ]

@@ -73,6 +73,8 @@ def gmpo_training(
     trained.set_display_name("train (GMPO)")
     _gpu(trained, gpus, settings.TRAIN_RESOURCES)
     _s3_secret(trained)
+    # the work folder: checkpoints survive a retry, and a multi-node RayJob's ranks share it
+    kubernetes.mount_pvc(trained, pvc_name=settings.SHARED_CLAIM, mount_path=settings.SHARED_MOUNT)
     trained.set_retry(
         num_retries=settings.TRAIN_RETRIES,
         backoff_duration=settings.TRAIN_BACKOFF,

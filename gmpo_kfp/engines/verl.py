@@ -242,7 +242,12 @@ def run(config: TrainConfig, *, python: str | None = None) -> dict[str, Any]:
     metrics_file = out / "metrics.jsonl"
     env = {**os.environ, "VERL_FILE_LOGGER_PATH": str(metrics_file)}
     start = time.perf_counter()
-    _stream(verl_command(config, python=python), env, "verl training")
+    if config.resources.nnodes > 1:
+        from gmpo_kfp.engines.rayjob import run_on_kuberay
+
+        run_on_kuberay(config, env={"VERL_FILE_LOGGER_PATH": str(metrics_file)})
+    else:
+        _stream(verl_command(config, python=python), env, "verl training")
     seconds = time.perf_counter() - start
     actor = latest_checkpoint(out / "checkpoints")
     if actor is None:

@@ -73,6 +73,14 @@ def test_train_takes_the_gpu_count_parameter(ir):
     )
 
 
+def test_train_mounts_the_shared_volume(ir):
+    _, k8s, _ = ir
+    (mount,) = k8s["exec-train"]["pvcMount"]
+    assert mount["mountPath"] == settings.SHARED_MOUNT
+    assert mount["pvcNameParameter"]["runtimeValue"]["constant"] == settings.SHARED_CLAIM
+    assert all("pvcMount" not in k8s[e] for e in k8s if e != "exec-train")
+
+
 def test_every_task_gets_the_s3_secret(ir):
     _, k8s, _ = ir
     for executor in ("exec-prepare-data", "exec-train", "exec-evaluate", "exec-register-model"):
