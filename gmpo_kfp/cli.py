@@ -144,16 +144,58 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    from gmpo_kfp.kfp_runs import submit
+    from gmpo_kfp.kfp_runs import newest_uri, submit
 
+    params = list(args.param or [])
+    if args.source_prefix:
+        newest = newest_uri(args.source_prefix)
+        print(f"gmpo: newest data {newest}", file=sys.stderr)
+        params.append(f"source_uri={newest}")
     out = submit(
         args.host,
         experiment=args.experiment,
         preset=args.preset or "tiny-cpu",
         overrides=args.set or [],
-        params=args.param or [],
+        params=params,
     )
     print(f"run {out['run_id']}\n{out['url']}")
+    return 0
+
+
+def _cmd_schedule(args: argparse.Namespace) -> int:
+    from gmpo_kfp.schedule import schedule
+
+    out = schedule(
+        args.host,
+        args.cron,
+        preset=args.preset or "tiny-cpu",
+        overrides=args.set or [],
+        params=args.param or [],
+        experiment=args.experiment,
+        name=args.name,
+    )
+    print(f"recurring run {out['recurring_run_id']} (KFP cron {out['cron']})")
+    return 0
+
+
+def _cmd_manifests(args: argparse.Namespace) -> int:
+    from gmpo_kfp.manifests import write_manifests
+
+    for path in write_manifests(args.output):
+        print(path)
+    return 0
+
+
+def _cmd_images(args: argparse.Namespace) -> int:
+    from gmpo_kfp.settings import IMAGES
+
+    if args.name:
+        if args.name not in IMAGES:
+            raise ValueError(f"image {args.name!r}: unknown; use one of {', '.join(IMAGES)}")
+        print(IMAGES[args.name])
+        return 0
+    for name, ref in IMAGES.items():
+        print(f"{name:8s} {ref}")
     return 0
 
 
@@ -290,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (
         ("run", "run the whole pipeline on this machine (kfp.local), no cluster"),
         ("submit", "create a run of the pipeline on a KFP server"),
+        ("schedule", "create a KFP recurring run of the pipeline (five-field cron)"),
     ):
         p = sub.add_parser(name, help=text)
         p.add_argument("--preset", help="training preset (default tiny-cpu)")
@@ -312,7 +355,25 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             p.add_argument("--host", required=True, help="KFP API URL, e.g. http://localhost:8888")
             p.add_argument("--experiment", default="gmpo", help="KFP experiment name")
+        if name == "submit":
+            p.add_argument(
+                "--source-prefix",
+                metavar="URI",
+                help="pass the newest object under this s3:// or file:// prefix as source_uri",
+            )
             p.set_defaults(func=_cmd_submit)
+        elif name == "schedule":
+            p.add_argument("--cron", required=True, help='five fields, e.g. "0 3 * * *" (03:00)')
+            p.add_argument("--name", help="recurring run name (default gmpo-PRESET-schedule)")
+            p.set_defaults(func=_cmd_schedule)
+
+    man = sub.add_parser("manifests", help="write the kustomize manifests (base and overlays)")
+    man.add_argument("-o", "--output", default="manifests", help="output folder")
+    man.set_defaults(func=_cmd_manifests)
+
+    img = sub.add_parser("images", help="print our image references (one source for all)")
+    img.add_argument("name", nargs="?", help="runtime, trainer or eval: print just that one")
+    img.set_defaults(func=_cmd_images)
     return parser
 
 

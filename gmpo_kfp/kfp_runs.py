@@ -180,6 +180,17 @@ def _collect(out: Path, seconds: float, model_name: str) -> LocalRun:
     return LocalRun(out, seconds, train_metrics, pass_at_1, passed, version, manifest)
 
 
+def newest_uri(prefix: str) -> str:
+    """The newest object under ``prefix``: the last key in order (date-stamped names sort)."""
+    from gmpo_kfp import storage
+
+    store = storage.open_store(prefix)
+    keys = sorted(k for k in store.list_keys() if not k.rsplit("/", 1)[-1].startswith("."))
+    if not keys:
+        raise SubmitError(f"--source-prefix {prefix}: no objects there; upload the data first")
+    return f"{prefix.rstrip('/')}/{keys[-1]}"
+
+
 def check_host(host: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
     """Fail fast (one line) when ``host`` does not answer a TCP connect."""
     parsed = urlparse(host if "://" in host else f"http://{host}")

@@ -55,3 +55,7 @@ RAYJOB_TTL_S = 600  # keep the finished cluster this long for a look at its logs
 RAY_HEAD_PORT_DASHBOARD = 8265
 SERVICE_ACCOUNT = "gmpo-pipeline-runner"  # pipeline pods and the RayJob's pods run as it
 NON_ROOT_UID = 1000  # every image's user
+
+#: KFP: where the launcher keeps pipeline artifacts, and the API inside the cluster
+PIPELINE_ROOT = "s3://gmpo/pipeline-root"
+KFP_IN_CLUSTER_HOST = "http://ml-pipeline.kubeflow:8888"

@@ -113,3 +113,12 @@ def test_a_retried_train_step_resumes_from_the_checkpoint_in_s3(tmp_path, bucket
         metrics={"m": out["mean"]},
     )
     assert reg["version"] == 1 and reg["manifest_uri"] == f"{bucket}/registry/tiny/1/manifest.json"
+
+
+def test_submit_source_prefix_picks_the_newest_object_in_s3(bucket):
+    from gmpo_kfp.kfp_runs import newest_uri
+
+    store = open_store(f"{bucket}/data/gsm8k")
+    for day in ("2026-11-27", "2026-11-29", "2026-11-28"):
+        store.put_bytes(f"{day}/train.parquet", day.encode())
+    assert newest_uri(f"{bucket}/data/gsm8k/") == f"{bucket}/data/gsm8k/2026-11-29/train.parquet"

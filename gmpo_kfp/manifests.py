@@ -1,0 +1,331 @@
+"""The cluster manifests under ``manifests/`` as data: one function per object, no templates.
+
+``gmpo manifests -o manifests`` writes them (a test fails when the committed files
+are stale), so every name, image and label comes from :mod:`gmpo_kfp.settings`:
+
+- ``base/``: the pipeline runs' ServiceAccount, a least-privilege Role and its
+  RoleBinding (exactly the API calls our code and Argo's executor make: see
+  :data:`RBAC_RULES`), the ``kfp-launcher`` ConfigMap (S3 provider for KFP's
+  artifacts), the shared
+  work volume's claim, and the ``gmpo-retrain`` Argo CronWorkflow; beside them, not
+  applied, ``s3-secret.template.yaml``: the S3 credentials Secret with empty values,
+  to fill and apply by hand (applying it with the rest would wipe the real keys).
+- ``overlays/kind``: the cluster's own S3 store (``minio-service``, which standalone
+  KFP keeps for MinIO and SeaweedFS alike), a small ReadWriteOnce volume, the
+  CronWorkflow suspended (the smoke test submits by hand).
+- ``overlays/production``: its own namespace, a large ReadWriteMany volume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gmpo_kfp import settings
+
+PART_OF = {"app.kubernetes.io/part-of": "gmpo-kfp"}
+CRON_NAME = "gmpo-retrain"
+LAUNCHER_CONFIGMAP = "kfp-launcher"  # the name KFP's launcher reads in the run's namespace
+
+#: (apiGroup, resource) -> verbs. Ours: the RayJob runner (engines/rayjob.py). Argo's
+#: executor in every workflow pod reports outputs as WorkflowTaskResults.
+RBAC_RULES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("ray.io", "rayjobs"): ("create", "delete", "get"),
+    ("", "pods"): ("list",),
+    ("", "pods/log"): ("get",),
+    ("argoproj.io", "workflowtaskresults"): ("create", "patch"),
+}
+#: rules that serve Argo's executor rather than our code
+ARGO_EXECUTOR_RESOURCES = {("argoproj.io", "workflowtaskresults")}
+
+#: kind overlay: KFP standalone's in-cluster S3 service and the secret it keeps the keys in
+KIND_S3_ENDPOINT = "http://minio-service.kubeflow:9000"
+KIND_NAMESPACE = "kubeflow"
+PRODUCTION_NAMESPACE = "gmpo"
+
+
+def _meta(name: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "labels": dict(PART_OF), **extra}
+
+
+def service_account() -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _meta(settings.SERVICE_ACCOUNT),
+    }
+
+
+def role() -> dict[str, Any]:
+    rules = [
+        {"apiGroups": [group], "resources": [resource], "verbs": list(verbs)}
+        for (group, resource), verbs in RBAC_RULES.items()
+    ]
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _meta(settings.SERVICE_ACCOUNT),
+        "rules": rules,
+    }
+
+
+def role_binding() -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _meta(settings.SERVICE_ACCOUNT),
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": settings.SERVICE_ACCOUNT,
+        },
+        "subjects": [{"kind": "ServiceAccount", "name": settings.SERVICE_ACCOUNT}],
+    }
+
+
+def launcher_providers(endpoint: str, *, disable_ssl: bool) -> dict[str, Any]:
+    """KFP launcher's ``providers`` value: S3 with the keys from our Secret."""
+    host = endpoint.split("://", 1)[-1]
+    return {
+        "s3": {
+            "default": {
+                "endpoint": host,
+                "disableSSL": disable_ssl,
+                "region": "us-east-1",
+                "forcePathStyle": True,
+                "credentials": {
+                    "fromEnv": False,
+                    "secretRef": {
+                        "secretName": settings.S3_SECRET,
+                        "accessKeyKey": "AWS_ACCESS_KEY_ID",
+                        "secretKeyKey": "AWS_SECRET_ACCESS_KEY",
+                    },
+                },
+            }
+        }
+    }
+
+
+def launcher_configmap(endpoint: str = "s3.amazonaws.com", *, disable_ssl: bool = False) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(LAUNCHER_CONFIGMAP),
+        "data": {
+            "defaultPipelineRoot": settings.PIPELINE_ROOT,
+            "providers": yaml.safe_dump(
+                launcher_providers(endpoint, disable_ssl=disable_ssl), sort_keys=False
+            ),
+        },
+    }
+
+
+def s3_secret_template(endpoint: str = "") -> dict[str, Any]:
+    """The S3 credentials Secret with empty values: fill it in the cluster, never in git."""
+    data = dict.fromkeys(settings.S3_SECRET_ENV.values(), "")
+    data["AWS_ENDPOINT_URL"] = endpoint
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(
+            settings.S3_SECRET,
+            annotations={"gmpo-kfp/template": "fill in the values, then kubectl apply -f"},
+        ),
+        "type": "Opaque",
+        "stringData": data,
+    }
+
+
+def shared_claim(size: str = "1Ti", mode: str = "ReadWriteMany") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _meta(settings.SHARED_CLAIM),
+        "spec": {"accessModes": [mode], "resources": {"requests": {"storage": size}}},
+    }
+
+
+def cron_workflow(
+    *,
+    schedule: str = "0 3 * * 1",
+    timezone: str = "UTC",
+    preset: str = "gmpo-qwen2.5-7b-math",
+    suspend: bool = False,
+) -> dict[str, Any]:
+    """Argo CronWorkflow ``gmpo-retrain``: submits the pipeline to KFP with the newest data.
+
+    The newest data: the last object under ``data_prefix`` in key order (date-stamped
+    names), resolved by ``gmpo submit --source-prefix`` when the workflow runs.
+    """
+    params = {
+        "kfp_host": settings.KFP_IN_CLUSTER_HOST,
+        "preset": preset,
+        "source": "gsm8k",
+        "data_prefix": "s3://gmpo/data/gsm8k/",
+    }
+    command = [
+        "gmpo",
+        "submit",
+        "--host",
+        "{{workflow.parameters.kfp_host}}",
+        "--preset",
+        "{{workflow.parameters.preset}}",
+        "--param",
+        "source={{workflow.parameters.source}}",
+        "--source-prefix",
+        "{{workflow.parameters.data_prefix}}",
+        "--experiment",
+        CRON_NAME,
+    ]
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "CronWorkflow",
+        "metadata": _meta(CRON_NAME),
+        "spec": {
+            "schedules": [schedule],
+            "timezone": timezone,
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": 3600,
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 3,
+            "suspend": suspend,
+            "workflowSpec": {
+                "entrypoint": "submit",
+                "serviceAccountName": settings.SERVICE_ACCOUNT,
+                "arguments": {"parameters": [{"name": k, "value": v} for k, v in params.items()]},
+                "securityContext": {"runAsNonRoot": True, "runAsUser": settings.NON_ROOT_UID},
+                "templates": [
+                    {
+                        "name": "submit",
+                        "retryStrategy": {"limit": "2", "retryPolicy": "OnError"},
+                        "container": {
+                            "image": settings.IMAGES["runtime"],
+                            "command": command,
+                            "env": [
+                                {
+                                    "name": var,
+                                    "valueFrom": {
+                                        "secretKeyRef": {
+                                            "name": settings.S3_SECRET,
+                                            "key": key,
+                                            "optional": True,
+                                        }
+                                    },
+                                }
+                                for var, key in settings.S3_SECRET_ENV.items()
+                            ],
+                            "resources": {
+                                "requests": {
+                                    "cpu": settings.CPU_RESOURCES["cpu"],
+                                    "memory": settings.CPU_RESOURCES["memory"],
+                                }
+                            },
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
+                        },
+                    }
+                ],
+            },
+        },
+    }
+
+
+SECRET_TEMPLATE = "base/s3-secret.template.yaml"
+BASE_FILES = {
+    "serviceaccount.yaml": service_account,
+    "role.yaml": role,
+    "rolebinding.yaml": role_binding,
+    "kfp-launcher.yaml": launcher_configmap,
+    "shared-pvc.yaml": shared_claim,
+    "cronworkflow.yaml": cron_workflow,
+}
+
+
+def _patch(obj: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """A strategic-merge patch: the object's identity plus ``fields``."""
+    return {
+        "apiVersion": obj["apiVersion"],
+        "kind": obj["kind"],
+        "metadata": {"name": obj["metadata"]["name"]},
+        **fields,
+    }
+
+
+def kustomizations() -> dict[str, dict[str, Any]]:
+    """Every file of ``manifests/``: relative path -> object."""
+    files: dict[str, dict[str, Any]] = {f"base/{n}": fn() for n, fn in BASE_FILES.items()}
+    # not a resource of the kustomization: applying empty values would wipe the real ones
+    files[SECRET_TEMPLATE] = s3_secret_template()
+    files["base/kustomization.yaml"] = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": list(BASE_FILES),
+    }
+    kind_patches = {
+        "patch-pvc.yaml": _patch(
+            shared_claim(),
+            spec={"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}}},
+        ),
+        "patch-launcher.yaml": _patch(
+            launcher_configmap(),
+            data=launcher_configmap(KIND_S3_ENDPOINT, disable_ssl=True)["data"],
+        ),
+        "patch-cron.yaml": _patch(cron_workflow(), spec={"suspend": True}),
+    }
+    prod_patches = {
+        "patch-pvc.yaml": _patch(
+            shared_claim(), spec={"resources": {"requests": {"storage": "2Ti"}}}
+        ),
+    }
+    for overlay, namespace, patches in (
+        ("kind", KIND_NAMESPACE, kind_patches),
+        ("production", PRODUCTION_NAMESPACE, prod_patches),
+    ):
+        for name, patch in patches.items():
+            files[f"overlays/{overlay}/{name}"] = patch
+        files[f"overlays/{overlay}/kustomization.yaml"] = {
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "namespace": namespace,
+            "resources": ["../../base"],
+            "patches": [{"path": name} for name in patches],
+        }
+    return files
+
+
+HEADER = "# Generated by `gmpo manifests -o manifests` from gmpo_kfp/manifests.py: edit there.\n"
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (the launcher's ``providers``) as readable ``|`` blocks."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def render(obj: Mapping[str, Any]) -> str:
+    return HEADER + yaml.dump(dict(obj), Dumper=_Dumper, sort_keys=False)
+
+
+def write_manifests(root: str | Path) -> list[Path]:
+    """Write every file under ``root`` (atomically each); drop generated files no longer made."""
+    from gmpo_kfp.storage import write_atomic
+
+    root = Path(root)
+    files = kustomizations()
+    written = [write_atomic(root / rel, render(obj)) for rel, obj in files.items()]
+    for stale in root.rglob("*.yaml"):
+        rel = stale.relative_to(root).as_posix()
+        if rel not in files and stale.read_text().startswith(HEADER):
+            stale.unlink()
+    return written

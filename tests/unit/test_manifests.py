@@ -1,0 +1,149 @@
+"""manifests/: generated from gmpo_kfp.manifests, rendered by kustomize, valid, least privilege."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import subprocess
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+from hera.workflows.models import CronWorkflow
+
+from gmpo_kfp import manifests, settings
+from gmpo_kfp.engines import rayjob
+from tests.kube_api_server import FAILURE, FakeKubeAPI, api_client, serve_kube_api
+from tests.unit.test_rayjob import build
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFESTS = ROOT / "manifests"
+K8S_VERSION = "1.33"
+CORE_KINDS = {"ServiceAccount", "Role", "RoleBinding", "ConfigMap", "PersistentVolumeClaim"}
+
+
+def render(overlay: str) -> list[dict]:
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(MANIFESTS / "overlays" / overlay)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def test_committed_manifests_are_not_stale(tmp_path):
+    manifests.write_manifests(tmp_path)
+    generated = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.yaml")}
+    committed = {
+        p.relative_to(MANIFESTS).as_posix()
+        for p in MANIFESTS.rglob("*.yaml")
+        if p.read_text().startswith(manifests.HEADER)
+    }
+    assert generated == committed, "run: gmpo manifests -o manifests"
+    for rel in generated:
+        assert (tmp_path / rel).read_text() == (MANIFESTS / rel).read_text(), rel
+
+
+@pytest.mark.parametrize("overlay", ["kind", "production"])
+def test_overlays_render_and_core_kinds_validate(overlay):
+    docs = render(overlay)
+    kinds = {d["kind"] for d in docs}
+    assert kinds == CORE_KINDS | {"CronWorkflow"}
+    namespace = {"kind": manifests.KIND_NAMESPACE, "production": manifests.PRODUCTION_NAMESPACE}
+    for doc in docs:
+        assert doc["metadata"]["namespace"] == namespace[overlay]
+        assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "gmpo-kfp"
+        if doc["kind"] in CORE_KINDS:
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    (binding,) = [d for d in docs if d["kind"] == "RoleBinding"]
+    assert binding["subjects"][0]["namespace"] == namespace[overlay]
+
+
+@pytest.mark.parametrize("overlay", ["kind", "production"])
+def test_cron_workflow_is_a_valid_argo_object_that_loses_nothing(overlay):
+    (cron,) = [d for d in render(overlay) if d["kind"] == "CronWorkflow"]
+    model = CronWorkflow.model_validate(cron)
+    # hera's models drop unknown fields: a round trip that changes nothing has none
+    assert model.model_dump(by_alias=True, exclude_none=True) == cron
+    spec = cron["spec"]
+    assert spec["schedules"] and isinstance(spec["schedules"], list)
+    assert spec["concurrencyPolicy"] == "Forbid"
+    assert spec["timezone"] and spec["startingDeadlineSeconds"] > 0
+    assert spec["successfulJobsHistoryLimit"] >= 1 and spec["failedJobsHistoryLimit"] >= 1
+    assert spec["suspend"] is (overlay == "kind")
+    (template,) = spec["workflowSpec"]["templates"]
+    container = template["container"]
+    assert container["image"] == settings.IMAGES["runtime"]
+    assert container["command"][:2] == ["gmpo", "submit"]
+    assert "--source-prefix" in container["command"]
+    assert spec["workflowSpec"]["serviceAccountName"] == settings.SERVICE_ACCOUNT
+
+
+def test_cron_workflow_check_catches_an_unknown_field():
+    cron = manifests.cron_workflow()
+    cron["spec"]["schedule"] = "0 3 * * *"  # Argo 3.5's singular form, gone in Argo 4
+    model = CronWorkflow.model_validate(cron)
+    assert model.model_dump(by_alias=True, exclude_none=True) != cron
+
+
+def test_overlays_differ_where_they_should():
+    kind = {d["kind"]: d for d in render("kind")}
+    prod = {d["kind"]: d for d in render("production")}
+    assert kind["PersistentVolumeClaim"]["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert prod["PersistentVolumeClaim"]["spec"]["accessModes"] == ["ReadWriteMany"]
+    providers = yaml.safe_load(kind["ConfigMap"]["data"]["providers"])["s3"]["default"]
+    assert providers["endpoint"] == manifests.KIND_S3_ENDPOINT.split("://")[1]
+    assert providers["disableSSL"] is True
+    assert providers["credentials"]["secretRef"]["secretName"] == settings.S3_SECRET
+    assert kind["ConfigMap"]["data"]["defaultPipelineRoot"] == settings.PIPELINE_ROOT
+
+
+def test_the_secret_template_holds_no_credentials_and_is_not_applied():
+    template = yaml.safe_load((MANIFESTS / manifests.SECRET_TEMPLATE).read_text())
+    kubernetes_validate.validate(template, K8S_VERSION, strict=True)
+    assert template["stringData"]["AWS_ACCESS_KEY_ID"] == ""
+    assert template["stringData"]["AWS_SECRET_ACCESS_KEY"] == ""
+    base = yaml.safe_load((MANIFESTS / "base" / "kustomization.yaml").read_text())
+    assert Path(manifests.SECRET_TEMPLATE).name not in base["resources"]
+    for overlay in ("kind", "production"):
+        assert not [d for d in render(overlay) if d["kind"] == "Secret"]
+
+
+def _calls(api: FakeKubeAPI) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) of every request the runner made."""
+    verbs = {"POST": "create", "DELETE": "delete"}
+    seen = set()
+    for method, path in api.requests:
+        parts = path.strip("/").split("/")
+        if parts[0] == "apis":  # /apis/GROUP/VERSION/namespaces/NS/RESOURCE[/NAME]
+            group, rest = parts[1], parts[5:]
+        else:  # /api/v1/namespaces/NS/RESOURCE[/NAME[/SUB]]
+            group, rest = "", parts[4:]
+        resource = rest[0] + (f"/{rest[2]}" if len(rest) > 2 else "")
+        verb = verbs.get(method) or ("get" if len(rest) > 1 else "list")
+        seen.add((group, resource, verb))
+    return seen
+
+
+def test_rbac_grants_exactly_what_the_code_calls():
+    calls: set[tuple[str, str, str]] = set()
+    for script, existing in ((None, None), (FAILURE, None), (None, FAILURE[-1])):
+        api = FakeKubeAPI(script)
+        if existing:
+            api.add_job("ns", build(), existing)
+        with serve_kube_api(api) as url:
+            runner = rayjob.RayJobRunner(api_client(url), "ns", poll_s=0.01, out=io.StringIO())
+            with contextlib.suppress(rayjob.RayJobFailed):
+                runner.run(build())
+        calls |= _calls(api)
+    granted = {
+        (group, resource, verb)
+        for (group, resource), verbs in manifests.RBAC_RULES.items()
+        if (group, resource) not in manifests.ARGO_EXECUTOR_RESOURCES
+        for verb in verbs
+    }
+    assert calls == granted
+    role = yaml.safe_load((MANIFESTS / "base" / "role.yaml").read_text())
+    assert all("*" not in r["verbs"] and "*" not in r["resources"] for r in role["rules"])
