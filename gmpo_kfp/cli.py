@@ -157,6 +157,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         preset=args.preset or "tiny-cpu",
         overrides=args.set or [],
         params=params,
+        wait_s=args.wait,
     )
     print(f"run {out['run_id']}\n{out['url']}")
     return 0
@@ -360,6 +361,13 @@ def build_parser() -> argparse.ArgumentParser:
                 "--source-prefix",
                 metavar="URI",
                 help="pass the newest object under this s3:// or file:// prefix as source_uri",
+            )
+            p.add_argument(
+                "--wait",
+                type=int,
+                default=0,
+                metavar="SECONDS",
+                help="wait for the run to end; exit 2 unless it succeeded",
             )
             p.set_defaults(func=_cmd_submit)
         elif name == "schedule":

@@ -207,6 +207,22 @@ def check_host(host: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
         ) from None
 
 
+def with_client(host: str, what: str, call: Any) -> Any:
+    """``call(kfp.Client, compiled package path)`` after a fast reachability check; a
+    refusal by the server is one :class:`SubmitError` line naming ``--host``."""
+    check_host(host)
+    import kfp
+
+    with tempfile.TemporaryDirectory() as tmp:
+        package = compile_pipeline(Path(tmp) / "gmpo_training.yaml")
+        try:
+            return call(kfp.Client(host=host), str(package))
+        except SubmitError:
+            raise
+        except Exception as exc:  # the client raises ApiException, MaxRetryError, ...
+            raise SubmitError(f"--host {host}: the KFP server refused the {what} ({exc})") from None
+
+
 def submit(
     host: str,
     *,
@@ -215,23 +231,29 @@ def submit(
     overrides: Sequence[str] = (),
     params: Sequence[str] = (),
     run_name: str | None = None,
+    wait_s: int = 0,
 ) -> dict[str, str]:
-    """Create a run of the compiled pipeline on the KFP server at ``host``."""
-    args = pipeline_parameters(preset=preset, overrides=overrides, params=params)
-    check_host(host)
-    import kfp
+    """Create a run of the compiled pipeline on the KFP server at ``host``.
 
-    with tempfile.TemporaryDirectory() as tmp:
-        package = compile_pipeline(Path(tmp) / "gmpo_training.yaml")
-        try:
-            client = kfp.Client(host=host)
-            run = client.create_run_from_pipeline_package(
-                str(package),
-                arguments=args,
-                experiment_name=experiment,
-                run_name=run_name or f"gmpo-{preset}-{time.strftime('%Y%m%d-%H%M%S')}",
-            )
-        except Exception as exc:  # the client raises ApiException, MaxRetryError, ...
-            raise SubmitError(f"--host {host}: the KFP server refused the run ({exc})") from None
+    ``wait_s`` > 0: wait up to that long for the run to end; a run that does not
+    succeed raises :class:`SubmitError` with its state.
+    """
+    args = pipeline_parameters(preset=preset, overrides=overrides, params=params)
+
+    def create(client, package):
+        run = client.create_run_from_pipeline_package(
+            package,
+            arguments=args,
+            experiment_name=experiment,
+            run_name=run_name or f"gmpo-{preset}-{time.strftime('%Y%m%d-%H%M%S')}",
+        )
+        if wait_s > 0:
+            print(f"gmpo: waiting up to {wait_s} s for run {run.run_id}", file=sys.stderr)
+            state = client.wait_for_run_completion(run.run_id, timeout=wait_s).state
+            if state != "SUCCEEDED":
+                raise SubmitError(f"run {run.run_id} ended {state}; see the KFP UI for the step")
+        return run
+
+    run = with_client(host, "run", create)
     run_id = run.run_id
     return {"run_id": run_id, "url": f"{host.rstrip('/')}/#/runs/details/{run_id}"}

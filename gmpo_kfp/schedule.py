@@ -94,33 +94,23 @@ def schedule(
     max_concurrency: int = 1,
 ) -> dict[str, str]:
     """Create a KFP recurring run of the compiled pipeline; its id and cron."""
-    import tempfile
-    from pathlib import Path
-
-    from gmpo_kfp.kfp_runs import SubmitError, check_host, compile_pipeline, pipeline_parameters
+    from gmpo_kfp.kfp_runs import pipeline_parameters, with_client
 
     six = kfp_cron(cron)  # a bad cron fails before anything is contacted
     args = pipeline_parameters(preset=preset, overrides=overrides, params=params)
-    check_host(host)
-    import kfp
 
-    with tempfile.TemporaryDirectory() as tmp:
-        package = compile_pipeline(Path(tmp) / "gmpo_training.yaml")
-        try:
-            client = kfp.Client(host=host)
-            exp = client.create_experiment(experiment)
-            job = client.create_recurring_run(
-                experiment_id=exp.experiment_id,
-                job_name=name or f"gmpo-{preset}-schedule",
-                cron_expression=six,
-                max_concurrency=max_concurrency,
-                no_catchup=True,
-                params=args,
-                pipeline_package_path=str(package),
-                enable_caching=False,
-            )
-        except Exception as exc:  # ApiException, MaxRetryError, ...
-            raise SubmitError(
-                f"--host {host}: the KFP server refused the schedule ({exc})"
-            ) from None
+    def create(client, package):
+        experiment_id = client.create_experiment(experiment).experiment_id
+        return client.create_recurring_run(
+            experiment_id=experiment_id,
+            job_name=name or f"gmpo-{preset}-schedule",
+            cron_expression=six,
+            max_concurrency=max_concurrency,
+            no_catchup=True,
+            params=args,
+            pipeline_package_path=package,
+            enable_caching=False,
+        )
+
+    job = with_client(host, "schedule", create)
     return {"recurring_run_id": job.recurring_run_id, "cron": six}
