@@ -18,6 +18,8 @@ def evaluate(
     extra_eval_uris: list = [],  # noqa: B006 - KFP takes defaults as literals
     baseline_uri: str = "",
     backend: str = "auto",
+    model_name: str = "",
+    pushgateway: str = "",
 ) -> bool:
     """Evaluate ``model`` on ``eval_data`` (and further parquet URIs); True at >= ``threshold``.
 
@@ -41,6 +43,8 @@ def evaluate(
         max_new_tokens=max_new_tokens,
         baseline_uri=baseline_uri,
         backend=backend,
+        model_name=model_name,
+        pushgateway=pushgateway,
     )
     for source, value in out["pass_at_1"].items():
         metrics.log_metric(f"pass_at_1/{source}", value)

@@ -16,6 +16,7 @@ def register_model(
     config_json: str = "{}",
     source_run: str = "",
     model_registry_address: str = "",
+    pushgateway: str = "",
 ) -> NamedTuple("Registration", [("version", int), ("manifest_uri", str)]):
     """Write the model to ``registry_uri/<name>/<version>/``; move the ``production`` alias."""
     import json
@@ -33,6 +34,7 @@ def register_model(
         config=json.loads(config_json),
         source_run=source_run,
         model_registry_address=model_registry_address,
+        pushgateway=pushgateway,
     )
     registration = namedtuple("Registration", ["version", "manifest_uri"])
     return registration(out["version"], out["manifest_uri"])

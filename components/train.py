@@ -17,6 +17,7 @@ def train(
     metrics: dsl.Output[dsl.Metrics],
     curves: dsl.Output[dsl.Markdown],
     engine: str = "",
+    pushgateway: str = "",
 ) -> str:
     """Train with ``preset`` and ``overrides`` into ``output_root/run_id`` (a retry resumes there).
 
@@ -45,6 +46,7 @@ def train(
         work_dir=work_dir,
         curves_path=curves.path,
         engine=engine,
+        pushgateway=pushgateway,
     )
     model.uri = out["model_uri"]
     model.metadata.update({"preset": preset, "framework": "transformers"})

@@ -184,6 +184,24 @@ class TrainerConfig(_Section):
 
 
 @dataclass
+class MonitoringConfig(_Section):
+    """Prometheus export of the training metrics (both engines, from the metrics file)."""
+
+    _prefix: ClassVar[str] = "monitoring."
+    metrics_port: int = _f(
+        0, "serve /metrics on this port while training (0: off)", min=0, max=65535
+    )
+    metrics_host: str = _f(
+        "0.0.0.0", "address the /metrics server binds (127.0.0.1: this host only)"
+    )
+    pushgateway: str = _f(
+        "", "Pushgateway URL to push to ('': $GMPO_PUSHGATEWAY if set, else no push)"
+    )
+    push_every: int = _f(10, "push every N steps (and once at the end)", gt=0)
+    pipeline: str = _f("gmpo-training", "the pipeline label of pushed metrics (a grouping key)")
+
+
+@dataclass
 class SftConfig(_Section):
     """Optional supervised warm-up before RL: TRL's SFTTrainer on the answers of data.sft_files."""
 
@@ -256,6 +274,9 @@ class TrainConfig:
         default_factory=ResourcesConfig, metadata={"help": "nodes and GPUs"}
     )
     verl: VerlConfig = field(default_factory=VerlConfig, metadata={"help": "verl-only knobs"})
+    monitoring: MonitoringConfig = field(
+        default_factory=MonitoringConfig, metadata={"help": "Prometheus export"}
+    )
 
     def __post_init__(self) -> None:
         _validate(self, "")

@@ -319,13 +319,198 @@ def render(obj: Mapping[str, Any]) -> str:
 
 def write_manifests(root: str | Path) -> list[Path]:
     """Write every file under ``root`` (atomically each); drop generated files no longer made."""
+    import json
+
     from gmpo_kfp.storage import write_atomic
 
     root = Path(root)
-    files = kustomizations()
+    files = kustomizations() | monitoring_files()
     written = [write_atomic(root / rel, render(obj)) for rel, obj in files.items()]
+    board = json.dumps(dashboard(), indent=2) + "\n"
+    written.append(write_atomic(root / MONITORING_DIR / DASHBOARD_FILE, board))
     for stale in root.rglob("*.yaml"):
         rel = stale.relative_to(root).as_posix()
         if rel not in files and stale.read_text().startswith(HEADER):
             stale.unlink()
     return written
+
+
+# --------------------------------------------------------------------------- monitoring
+
+#: alert thresholds (PrometheusRule)
+STALL_SECONDS = 1800
+CLIPFRAC_MAX = 0.2
+MONITORING_DIR = "monitoring"
+DASHBOARD_FILE = "gmpo-dashboard.json"
+
+
+def _panel(title: str, exprs: dict[str, str], y: int, x: int, unit: str = "none") -> dict:
+    return {
+        "type": "timeseries",
+        "title": title,
+        "datasource": {"type": "prometheus", "uid": "${datasource}"},
+        "gridPos": {"h": 8, "w": 12, "x": x, "y": y},
+        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        "targets": [
+            {
+                "refId": chr(ord("A") + i),
+                "datasource": {"type": "prometheus", "uid": "${datasource}"},
+                "expr": expr,
+                "legendFormat": legend,
+            }
+            for i, (legend, expr) in enumerate(exprs.items())
+        ],
+    }
+
+
+def dashboard() -> dict[str, Any]:
+    """Grafana dashboard: reward, Pass@1 per registered version, clipping, ratio range,
+    entropy, step time and GPU memory; datasource and model variables."""
+    from gmpo_kfp import metrics as M
+
+    g = {key: name for key, (name, _) in M.PROMETHEUS_GAUGES.items()}
+    sel = '{model=~"$model"}'
+    panels = [
+        ("reward", {"{{model}}": f"{g[M.SCORE_MEAN]}{sel}"}, "none"),
+        (
+            "Pass@1 per registered version",
+            {
+                "{{model}} {{benchmark}}": f'{M.PROM_PASS_AT_1}{{model=~"$model"}}',
+                "{{model}} registered version": f"{M.PROM_REGISTERED_VERSION}{sel}",
+            },
+            "none",
+        ),
+        (
+            "clip fraction",
+            {
+                "{{model}} upper": f"{g[M.PG_CLIPFRAC]}{sel}",
+                "{{model}} lower": f"{g[M.PG_CLIPFRAC_LOWER]}{sel}",
+            },
+            "percentunit",
+        ),
+        (
+            "importance ratio range (token and sequence)",
+            {
+                "{{model}} token max": f"{g[M.TOKEN_RATIO_MAX]}{sel}",
+                "{{model}} token min": f"{g[M.TOKEN_RATIO_MIN]}{sel}",
+                "{{model}} seq max": f"{g[M.SEQ_RATIO_MAX]}{sel}",
+                "{{model}} seq min": f"{g[M.SEQ_RATIO_MIN]}{sel}",
+            },
+            "none",
+        ),
+        ("entropy", {"{{model}}": f"{g[M.ENTROPY]}{sel}"}, "none"),
+        (
+            "step time and throughput",
+            {
+                "{{model}} s/step": f"{g[M.TIME_PER_STEP]}{sel}",
+                "{{model}} tokens/s": f"{g[M.THROUGHPUT]}{sel}",
+            },
+            "s",
+        ),
+        ("GPU memory (peak, per process)", {"{{model}}": f"{M.PROM_GPU_MEMORY}{sel}"}, "bytes"),
+        (
+            "training progress",
+            {
+                "{{model}} step": f"{M.PROM_STEP}{sel}",
+                "{{model}} non-finite losses": f"{M.PROM_NONFINITE}{sel}",
+            },
+            "none",
+        ),
+    ]
+    return {
+        "title": "GMPO training",
+        "uid": "gmpo-training",
+        "tags": ["gmpo-kfp"],
+        "schemaVersion": 39,
+        "time": {"from": "now-24h", "to": "now"},
+        "refresh": "30s",
+        "templating": {
+            "list": [
+                {"name": "datasource", "type": "datasource", "query": "prometheus"},
+                {
+                    "name": "model",
+                    "type": "query",
+                    "datasource": {"type": "prometheus", "uid": "${datasource}"},
+                    "query": f"label_values({M.PROM_STEP}, model)",
+                    "includeAll": True,
+                    "multi": True,
+                    "current": {"text": "All", "value": "$__all"},
+                },
+            ]
+        },
+        "panels": [
+            _panel(title, exprs, y=8 * (i // 2), x=12 * (i % 2), unit=unit)
+            for i, (title, exprs, unit) in enumerate(panels)
+        ],
+    }
+
+
+def prometheus_rule() -> dict[str, Any]:
+    """Alerts: training stalled, a non-finite loss, clip fraction out of range."""
+    from gmpo_kfp import metrics as M
+
+    clip = M.PROMETHEUS_GAUGES[M.PG_CLIPFRAC][0]
+    clip_lower = M.PROMETHEUS_GAUGES[M.PG_CLIPFRAC_LOWER][0]
+    rules = [
+        {
+            "alert": "GmpoTrainingStalled",
+            "expr": f"{M.PROM_ACTIVE} == 1 and time() - {M.PROM_LAST_STEP_TIME} > {STALL_SECONDS}",
+            "for": "10m",
+            "labels": {"severity": "warning"},
+            "annotations": {
+                "summary": "GMPO training {{ $labels.model }} made no step for 30 minutes",
+                "description": "Check the train step's pod (preempted? stuck in NCCL?); a "
+                "retry resumes from the last checkpoint.",
+            },
+        },
+        {
+            "alert": "GmpoNonFiniteLoss",
+            "expr": f"increase({M.PROM_NONFINITE}[15m]) > 0",
+            "labels": {"severity": "critical"},
+            "annotations": {
+                "summary": "GMPO training {{ $labels.model }} logged a NaN or infinite loss",
+                "description": "Lower optim.lr or the clip ratios, and resume from the last "
+                "good checkpoint.",
+            },
+        },
+        {
+            "alert": "GmpoClipFractionOutOfRange",
+            "expr": f"{clip} > {CLIPFRAC_MAX} or {clip_lower} > {CLIPFRAC_MAX}",
+            "for": "15m",
+            "labels": {"severity": "warning"},
+            "annotations": {
+                "summary": "GMPO training {{ $labels.model }} clips more than 20% of tokens",
+                "description": "The policy moves too far per batch: fewer PPO epochs, a "
+                "lower learning rate, or (MoE) a clip of 0.2.",
+            },
+        },
+    ]
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": _meta("gmpo-training"),
+        "spec": {"groups": [{"name": "gmpo-training", "rules": rules}]},
+    }
+
+
+def monitoring_files() -> dict[str, Any]:
+    """``manifests/monitoring/``: the PrometheusRule and the dashboard as a Grafana
+    sidecar ConfigMap (label ``grafana_dashboard``), applied on their own."""
+    return {
+        f"{MONITORING_DIR}/prometheusrule.yaml": prometheus_rule(),
+        f"{MONITORING_DIR}/kustomization.yaml": {
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "resources": ["prometheusrule.yaml"],
+            "configMapGenerator": [
+                {
+                    "name": "gmpo-dashboard",
+                    "files": [DASHBOARD_FILE],
+                    "options": {
+                        "labels": {"grafana_dashboard": "1", **PART_OF},
+                        "disableNameSuffixHash": True,
+                    },
+                }
+            ],
+        },
+    }

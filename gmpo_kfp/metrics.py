@@ -66,6 +66,47 @@ TRAINING_METRICS = (
 )
 PASS_AT_1 = "pass@1"
 
+#: Prometheus export (gmpo_kfp.prometheus): verl name -> (gauge name, help). Every
+#: series name the dashboard and the alert rules use is here or in PROMETHEUS_OWN.
+PROMETHEUS_GAUGES = {
+    SCORE_MEAN: ("gmpo_reward_mean", "mean reward of the step's rollouts"),
+    PG_LOSS: ("gmpo_pg_loss", "policy-gradient loss"),
+    PG_CLIPFRAC: ("gmpo_clipfrac", "fraction of tokens clipped (upper bound)"),
+    PG_CLIPFRAC_LOWER: ("gmpo_clipfrac_lower", "fraction of tokens clipped (lower bound)"),
+    PPO_KL: ("gmpo_ppo_kl", "KL between the sampling and the updated policy"),
+    ENTROPY: ("gmpo_entropy", "mean token entropy of the policy"),
+    TOKEN_RATIO_MIN: ("gmpo_token_ratio_min", "lowest token importance ratio of the step"),
+    TOKEN_RATIO_MAX: ("gmpo_token_ratio_max", "highest token importance ratio of the step"),
+    SEQ_RATIO_MIN: ("gmpo_seq_ratio_min", "lowest sequence importance ratio of the step"),
+    SEQ_RATIO_MAX: ("gmpo_seq_ratio_max", "highest sequence importance ratio of the step"),
+    RESPONSE_LENGTH_MEAN: ("gmpo_response_length_mean", "mean response length (tokens)"),
+    THROUGHPUT: ("gmpo_throughput_tokens_per_second", "tokens per second"),
+    TIME_PER_STEP: ("gmpo_step_seconds", "wall time of the step"),
+}
+PROM_STEP = "gmpo_step"
+PROM_LAST_STEP_TIME = "gmpo_last_step_timestamp_seconds"
+PROM_NONFINITE = "gmpo_nonfinite_loss_total"
+PROM_GPU_MEMORY = "gmpo_gpu_memory_bytes"
+PROM_PASS_AT_1 = "gmpo_pass_at_1"
+PROM_REGISTERED_VERSION = "gmpo_registered_version"
+PROM_RUN_INFO = "gmpo_run"  # an Info metric: exported as gmpo_run_info
+PROM_ACTIVE = "gmpo_training_active"  # 1 while a run trains, 0 once it ended cleanly
+PROMETHEUS_OWN = (
+    PROM_STEP,
+    PROM_ACTIVE,
+    PROM_LAST_STEP_TIME,
+    PROM_NONFINITE,
+    PROM_GPU_MEMORY,
+    PROM_PASS_AT_1,
+    PROM_REGISTERED_VERSION,
+    f"{PROM_RUN_INFO}_info",
+)
+
+
+def prometheus_names() -> set[str]:
+    """Every series name the code exports (counters as ``*_total``)."""
+    return {name for name, _ in PROMETHEUS_GAUGES.values()} | set(PROMETHEUS_OWN)
+
 
 def val_metric(data_source: str, n: int = 1) -> str:
     """verl's validation accuracy name: ``val-core/<source>/acc/mean@<n>``."""

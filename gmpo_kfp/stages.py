@@ -19,6 +19,7 @@ from typing import Any
 from gmpo_kfp import storage
 from gmpo_kfp.data.importers import import_source
 from gmpo_kfp.data.schema import DataError, write_rl_parquet
+from gmpo_kfp.prometheus import push_results
 
 SAMPLE_PROMPTS = 3
 
@@ -187,6 +188,7 @@ def train_stage(
     curves_path: str,
     engine: str = "",
     progress: bool = False,
+    pushgateway: str = "",
 ) -> dict[str, Any]:
     """Train, mirror checkpoints to ``output_uri``, upload the final HF model there."""
     from gmpo_kfp.config import apply_overrides
@@ -210,6 +212,8 @@ def train_stage(
     ]
     if engine:
         sets.append(f"engine={engine}")
+    if pushgateway:
+        sets.append(f"monitoring.pushgateway={pushgateway}")
     config = apply_overrides(load_preset(preset), sets)
     sync = CheckpointSync(output_uri, work)
     restored = sync.restore()
@@ -252,8 +256,14 @@ def evaluate_stage(
     max_new_tokens: int = 1024,
     baseline_uri: str = "",
     backend: str = "auto",
+    model_name: str = "",
+    pushgateway: str = "",
 ) -> dict[str, Any]:
-    """Pass@1 per benchmark and their mean; ``passed`` when the mean reaches ``threshold``."""
+    """Pass@1 per benchmark and their mean; ``passed`` when the mean reaches ``threshold``.
+
+    With a Pushgateway (``pushgateway`` or ``$GMPO_PUSHGATEWAY``), Pass@1 per benchmark
+    and the average go there under ``model_name``.
+    """
     from gmpo_kfp.evaluate import evaluate
 
     work = Path(work_dir)
@@ -272,6 +282,12 @@ def evaluate_stage(
     passed = result.mean >= threshold
     storage.write_atomic(report_path, eval_markdown(result, baseline, threshold, passed))
     _say(f"Pass@1 {result.mean:.4f} ({'passed' if passed else 'below'} the gate {threshold})")
+    push_results(
+        stage="evaluate",
+        model=model_name or Path(model_uri.rstrip("/")).parent.name,
+        gateway=pushgateway,
+        pass_at_1={**result.pass_at_1, "average": result.mean},
+    )
     return {
         "pass_at_1": result.pass_at_1,
         "mean": result.mean,
@@ -314,6 +330,7 @@ def register_stage(
     config: dict[str, Any] | None = None,
     source_run: str = "",
     model_registry_address: str = "",
+    pushgateway: str = "",
 ) -> dict[str, Any]:
     """Register the model at ``model_uri`` in the registry; returns version and manifest URI.
 
@@ -327,6 +344,9 @@ def register_stage(
         model_dir, registry_uri, name, metrics=metrics, config=config, source_run=source_run or None
     )
     _say(f"registered {name} version {reg.version} at {reg.uri}")
+    push_results(
+        stage="register", model=name, gateway=pushgateway, version=reg.version, run_id=source_run
+    )
     recorded = None
     if model_registry_address:
         recorded = register_in_model_registry(

@@ -102,6 +102,19 @@ def train(
         raise ConfigError(
             "data.train_files: empty; give verl RL parquet files or set data.task=arithmetic"
         )
+    from gmpo_kfp.prometheus import exporting
+
+    with exporting(config, Path(config.trainer.output_dir) / "metrics.jsonl"):
+        return _train(config, progress=progress, callbacks=callbacks, trl_overrides=trl_overrides)
+
+
+def _train(
+    config: TrainConfig,
+    *,
+    progress: bool,
+    callbacks: Sequence[Any],
+    trl_overrides: dict[str, Any] | None,
+) -> TrainResult:
     if config.engine == "verl":
         from gmpo_kfp.engines import verl as verl_engine
 

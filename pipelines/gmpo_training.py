@@ -53,6 +53,7 @@ def gmpo_training(
     protocol: str = "greedy",
     max_new_tokens: int = 1024,
     model_registry_address: str = "",
+    pushgateway: str = "",
 ):
     prep = prepare_data(source=source, source_uri=source_uri, val_uri=val_uri)
     prep.set_display_name("prepare data")
@@ -69,6 +70,7 @@ def gmpo_training(
         train_data=prep.outputs["train_data"],
         val_data=prep.outputs["val_data"],
         engine=engine,
+        pushgateway=pushgateway,
     )
     trained.set_display_name("train (GMPO)")
     _gpu(trained, gpus, settings.TRAIN_RESOURCES)
@@ -89,6 +91,8 @@ def gmpo_training(
         protocol=protocol,
         max_new_tokens=max_new_tokens,
         extra_eval_uris=eval_uris,
+        model_name=model_name,
+        pushgateway=pushgateway,
     )
     scored.set_display_name("evaluate (Pass@1)")
     _gpu(scored, settings.EVAL_RESOURCES["gpus"], settings.EVAL_RESOURCES)
@@ -104,6 +108,7 @@ def gmpo_training(
             config_json=trained.outputs["Output"],
             source_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
             model_registry_address=model_registry_address,
+            pushgateway=pushgateway,
         )
         reg.set_display_name("register model")
         reg.set_cpu_request(settings.CPU_RESOURCES["cpu"])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import yaml
 from hera.workflows.models import CronWorkflow
 
 from gmpo_kfp import manifests, settings
+from gmpo_kfp import metrics as M
 from gmpo_kfp.engines import rayjob
 from tests.kube_api_server import FAILURE, FakeKubeAPI, api_client, serve_kube_api
 from tests.unit.test_rayjob import build
@@ -35,11 +38,11 @@ def render(overlay: str) -> list[dict]:
 
 def test_committed_manifests_are_not_stale(tmp_path):
     manifests.write_manifests(tmp_path)
-    generated = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.yaml")}
+    generated = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.*")}
     committed = {
         p.relative_to(MANIFESTS).as_posix()
-        for p in MANIFESTS.rglob("*.yaml")
-        if p.read_text().startswith(manifests.HEADER)
+        for p in MANIFESTS.rglob("*.*")
+        if p.read_text().startswith(manifests.HEADER) or p.suffix == ".json"
     }
     assert generated == committed, "run: gmpo manifests -o manifests"
     for rel in generated:
@@ -147,3 +150,58 @@ def test_rbac_grants_exactly_what_the_code_calls():
     assert calls == granted
     role = yaml.safe_load((MANIFESTS / "base" / "role.yaml").read_text())
     assert all("*" not in r["verbs"] and "*" not in r["resources"] for r in role["rules"])
+
+
+METRIC = re.compile(r"\b(gmpo_[a-z0-9_]+)")
+
+
+def test_dashboard_uses_only_exported_metrics_and_has_a_datasource_variable():
+    board = json.loads((MANIFESTS / "monitoring" / manifests.DASHBOARD_FILE).read_text())
+    exprs = [t["expr"] for p in board["panels"] for t in p["targets"]]
+    used = {m for e in exprs for m in METRIC.findall(e)}
+    assert used <= M.prometheus_names(), used - M.prometheus_names()
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert all(p["datasource"]["uid"] == "${datasource}" for p in board["panels"])
+    titles = " ".join(p["title"] for p in board["panels"]).lower()
+    for topic in ("reward", "pass@1", "clip", "ratio", "entropy", "step time", "gpu"):
+        assert topic in titles, topic
+    names = {M.PROMETHEUS_GAUGES[k][0] for k in (M.SCORE_MEAN, M.ENTROPY, M.TOKEN_RATIO_MAX)}
+    assert names <= used and M.PROM_PASS_AT_1 in used and M.PROM_GPU_MEMORY in used
+
+
+def test_dashboard_check_catches_an_unknown_metric():
+    board = manifests.dashboard()
+    board["panels"][0]["targets"][0]["expr"] = "gmpo_reward_avg"
+    used = {m for p in board["panels"] for t in p["targets"] for m in METRIC.findall(t["expr"])}
+    assert not used <= M.prometheus_names()
+
+
+def test_prometheus_rule_alerts_on_stall_nan_and_clipping_with_exported_metrics():
+    docs = [
+        d
+        for d in yaml.safe_load_all(
+            subprocess.run(
+                ["kubectl", "kustomize", str(MANIFESTS / "monitoring")],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        if d
+    ]
+    kinds = {d["kind"]: d for d in docs}
+    assert set(kinds) == {"PrometheusRule", "ConfigMap"}
+    kubernetes_validate.validate(kinds["ConfigMap"], K8S_VERSION, strict=True)
+    assert kinds["ConfigMap"]["metadata"]["labels"]["grafana_dashboard"] == "1"
+    rule = kinds["PrometheusRule"]
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    (group,) = rule["spec"]["groups"]
+    alerts = {r["alert"]: r for r in group["rules"]}
+    assert set(alerts) == {"GmpoTrainingStalled", "GmpoNonFiniteLoss", "GmpoClipFractionOutOfRange"}
+    for r in alerts.values():
+        assert set(r) <= {"alert", "expr", "for", "labels", "annotations"}
+        assert METRIC.findall(r["expr"]) and set(METRIC.findall(r["expr"])) <= M.prometheus_names()
+        assert r["labels"]["severity"] in ("warning", "critical")
+        assert r["annotations"]["summary"] and r["annotations"]["description"]
+    assert M.PROM_ACTIVE in alerts["GmpoTrainingStalled"]["expr"]

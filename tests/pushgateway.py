@@ -1,0 +1,80 @@
+"""A real Prometheus Pushgateway (Debian's ``prometheus-pushgateway``) on loopback, for tests.
+
+The binary comes from the system when installed, else from the Debian package fetched
+once with ``apt-get download`` and unpacked with ``dpkg-deb -x`` into a cache folder (no
+root needed). The server listens on 127.0.0.1 only and is stopped by the context manager.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from tests.s3server import free_port
+
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gmpo-kfp" / "pushgateway"
+PACKAGE = "prometheus-pushgateway"
+
+
+def pushgateway_binary() -> str:
+    found = shutil.which(PACKAGE)
+    if found:
+        return found
+    binary = CACHE / "usr" / "bin" / PACKAGE
+    if not binary.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run(
+                ["apt-get", "download", PACKAGE], cwd=tmp, check=True, capture_output=True
+            )
+            (deb,) = Path(tmp).glob("*.deb")
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(CACHE)], check=True)
+    return str(binary)
+
+
+@contextlib.contextmanager
+def pushgateway() -> Iterator[str]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [pushgateway_binary(), f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the Pushgateway did not start") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def scrape(url: str) -> list:
+    """The metric families at ``url`` (a /metrics endpoint), parsed."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return list(text_string_to_metric_families(r.read().decode()))
+
+
+def samples(families: list, name: str) -> list:
+    return [s for f in families for s in f.samples if s.name == name]
