@@ -16,7 +16,10 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hashlib
+import itertools
 import os
 import tempfile
 from collections.abc import Iterator
@@ -59,6 +62,11 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
     return target
 
 
+def partial_path(target: Path) -> Path:
+    """Where a download of ``target`` accumulates until it is complete and checked."""
+    return target.with_name(f".{target.name}.part")
+
+
 def join(*parts: str) -> str:
     return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
 
@@ -90,21 +98,19 @@ class Store:
     def download_file(
         self, key: str, path: str | os.PathLike, *, sha256: str | None = None
     ) -> Path:
-        """Download ``key`` to ``path`` (temporary name, checked, then renamed)."""
+        """Download ``key`` to ``path``: into ``.<name>.part`` (an interrupted download
+        continues there on the next call), checked against ``sha256``, then renamed."""
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        os.close(fd)
-        try:
-            self._fetch(key, Path(tmp))
-            if sha256 is not None and sha256_file(tmp) != sha256:
-                raise ChecksumMismatch(
-                    f"{self.url(key)}: SHA-256 differs from the manifest; the download was "
-                    "refused (the object is corrupted or was replaced)"
-                )
-            os.replace(tmp, target)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        partial = partial_path(target)
+        self._fetch(key, partial)
+        if sha256 is not None and sha256_file(partial) != sha256:
+            partial.unlink(missing_ok=True)
+            raise ChecksumMismatch(
+                f"{self.url(key)}: SHA-256 differs from the manifest; the download was "
+                "refused (the object is corrupted or was replaced)"
+            )
+        os.replace(partial, target)
         return target
 
     def upload_dir(self, folder: str | os.PathLike, prefix: str) -> dict[str, dict[str, Any]]:
@@ -190,7 +196,11 @@ def s3_client() -> Any:
 
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     config = Config(
-        retries={"mode": "standard", "max_attempts": 5},
+        # AWS_MAX_ATTEMPTS / AWS_RETRY_MODE as the AWS SDKs read them
+        retries={
+            "mode": os.environ.get("AWS_RETRY_MODE", "standard"),
+            "max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", "5")),
+        },
         connect_timeout=10,
         read_timeout=60,
         s3={"addressing_style": "path"} if endpoint else {},
@@ -281,38 +291,97 @@ class S3Store(Store):
                 yield obj["Key"][strip:]
 
     def upload_file(self, path: str | os.PathLike, key: str) -> None:
-        from boto3.s3.transfer import TransferConfig
+        """One PUT, or a multipart upload from ``MULTIPART_THRESHOLD`` on; S3 checks each
+        part's SHA-256, and the object exists only once the upload completes."""
+        size = Path(path).stat().st_size
+        if size < MULTIPART_THRESHOLD:
+            data = Path(path).read_bytes()
+            self._call(
+                "uploading",
+                key,
+                self.client.put_object,
+                Bucket=self.bucket,
+                Key=self._key(key),
+                Body=data,
+                ChecksumSHA256=_b64sha256(data),
+            )
+            return
+        self._call("uploading", key, self._multipart, Path(path), key)
 
-        transfer = TransferConfig(
-            multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=CHUNK
-        )
-        self._call(
-            "uploading",
-            key,
-            self.client.upload_file,
-            str(path),
-            self.bucket,
-            self._key(key),
-            ExtraArgs={"ChecksumAlgorithm": "SHA256"},
-            Config=transfer,
-        )
+    def _abort_stale_uploads(self, full: str) -> None:
+        """Abort unfinished multipart uploads of ``full`` (a killed earlier attempt's)."""
+        listing = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=full)
+        for upload in listing.get("Uploads", []):
+            if upload["Key"] == full:
+                self.client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=full, UploadId=upload["UploadId"]
+                )
+
+    def _multipart(self, path: Path, key: str) -> None:
+        full = self._key(key)
+        self._abort_stale_uploads(full)
+        upload_id = self.client.create_multipart_upload(
+            Bucket=self.bucket, Key=full, ChecksumAlgorithm="SHA256"
+        )["UploadId"]
+        parts = []
+        try:
+            with path.open("rb") as fh:
+                for number in itertools.count(1):
+                    chunk = fh.read(CHUNK)
+                    if not chunk:
+                        break
+                    digest = _b64sha256(chunk)
+                    out = self.client.upload_part(
+                        Bucket=self.bucket,
+                        Key=full,
+                        UploadId=upload_id,
+                        PartNumber=number,
+                        Body=chunk,
+                        ChecksumSHA256=digest,
+                    )
+                    parts.append(
+                        {"ETag": out["ETag"], "PartNumber": number, "ChecksumSHA256": digest}
+                    )
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=full, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):  # the store may be gone: the next attempt aborts
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload_id)
+            raise
 
     def _fetch(self, key: str, target: Path) -> None:
+        """Append to ``target`` from where it ends (a ranged GET); restart when the
+        object changed size under it."""
         from botocore.exceptions import ClientError
 
+        offset = target.stat().st_size if target.exists() else 0
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key)}
+        if offset:
+            kwargs["Range"] = f"bytes={offset}-"
         try:
-            self._call(
-                "downloading",
-                key,
-                self.client.download_file,
-                self.bucket,
-                self._key(key),
-                str(target),
-            )
+            out = self._call("downloading", key, self.client.get_object, **kwargs)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("404", "NoSuchKey"):
                 raise StorageError(f"{self.url(key)} does not exist; check the URI") from None
+            if code == "InvalidRange" and offset:  # the part file is not a prefix of it
+                target.unlink()
+                return self._fetch(key, target)
             raise
+        mode = "ab" if offset else "wb"
+        with target.open(mode) as fh:
+            self._call("downloading", key, _copy_stream, out["Body"], fh)
+        return None
+
+
+def _copy_stream(body: Any, fh: Any) -> None:
+    for block in body.iter_chunks(CHUNK):
+        fh.write(block)
+
+
+def _b64sha256(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
 def open_store(uri: str, **kwargs: Any) -> Store:

@@ -19,10 +19,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class ServerURL(str):
+    """The server's URL, carrying the server process's pid (for tests that kill it)."""
+
+    pid: int
+
+
 @contextlib.contextmanager
-def moto_server() -> Iterator[str]:
+def moto_server(port: int | None = None) -> Iterator[str]:
     """Start moto_server on 127.0.0.1, yield its URL, stop it on exit."""
-    port = free_port()
+    port = port or free_port()
     exe = shutil.which("moto_server")
     cmd = [exe] if exe else [sys.executable, "-m", "moto.server"]
     proc = subprocess.Popen(
@@ -30,7 +36,8 @@ def moto_server() -> Iterator[str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    url = f"http://127.0.0.1:{port}"
+    url = ServerURL(f"http://127.0.0.1:{port}")
+    url.pid = proc.pid
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -43,7 +50,8 @@ def moto_server() -> Iterator[str]:
                 time.sleep(0.1)
         yield url
     finally:
-        proc.terminate()
+        if proc.poll() is None:
+            proc.terminate()
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
