@@ -195,6 +195,33 @@ class _ObjectiveLoss:
         super().log(logs, start_time)
 
 
+def seed_per_epoch(sampler: Any) -> Any:
+    """TRL's ``RepeatSampler``, its shuffle made a function of (seed, epoch) alone.
+
+    TRL's sampler seeds its generator once and draws a new permutation per epoch, so a
+    run resumed after an epoch boundary (a new sampler) shuffles differently from an
+    uninterrupted one. The Trainer calls ``set_epoch`` before each epoch (through
+    accelerate's data loader); reseeding there makes a resumed run exact.
+    """
+    seed = getattr(sampler, "seed", None)
+    generator = getattr(sampler, "generator", None)
+    if seed is None or generator is None:
+        return sampler
+
+    def set_epoch(epoch: int) -> None:
+        generator.manual_seed(seed + epoch)
+
+    sampler.set_epoch = set_epoch
+    return sampler
+
+
+class _ExactResume:
+    """Mixin: the training sampler reseeds per epoch (see :func:`seed_per_epoch`)."""
+
+    def _get_train_sampler(self, dataset: Any = None) -> Any:
+        return seed_per_epoch(super()._get_train_sampler(dataset))
+
+
 def _init_objective(trainer: Any, config: TrainConfig) -> None:
     trainer.gmpo_loss_name = config.algorithm.loss
     trainer.gmpo_loss_agg_mode = config.algorithm.loss_agg_mode
@@ -203,7 +230,7 @@ def _init_objective(trainer: Any, config: TrainConfig) -> None:
     trainer._gmpo_step_metrics = defaultdict(list)
 
 
-class GMPOTrainer(_ObjectiveLoss, _TRLGMPOTrainer):
+class GMPOTrainer(_ExactResume, _ObjectiveLoss, _TRLGMPOTrainer):
     """TRL's GMPOTrainer with :func:`gmpo_kfp.objective.gmpo_loss` as its loss."""
 
     def __init__(self, *args: Any, gmpo_config: TrainConfig, **kwargs: Any):
@@ -211,7 +238,7 @@ class GMPOTrainer(_ObjectiveLoss, _TRLGMPOTrainer):
         super().__init__(*args, **kwargs)
 
 
-class GRPOTrainer(_ObjectiveLoss, _TRLGRPOTrainer):
+class GRPOTrainer(_ExactResume, _ObjectiveLoss, _TRLGRPOTrainer):
     """TRL's GRPOTrainer with our ``grpo`` or ``gspo`` loss (the baselines)."""
 
     def __init__(self, *args: Any, gmpo_config: TrainConfig, **kwargs: Any):

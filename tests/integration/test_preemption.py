@@ -1,0 +1,109 @@
+"""Preemption: a train step SIGKILLed mid-run and restarted in an empty pod resumes from its
+latest checkpoint in S3, loses at most one checkpoint interval, and ends with the weights
+of an uninterrupted run (TRL engine, tiny model, fixed seed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from gmpo_kfp import metrics as M
+from gmpo_kfp import stages
+from gmpo_kfp.storage import open_store, s3_client
+from tests.integration.test_stages_s3 import SHORT
+from tests.s3server import moto_server, s3_env
+
+ROOT = Path(__file__).resolve().parents[2]
+STEPS, SAVE_EVERY, KILL_AFTER = 40, 4, 12
+
+
+@pytest.fixture(scope="module")
+def bucket():
+    with moto_server() as url, s3_env(url):
+        name = f"preempt-{uuid.uuid4().hex[:8]}"
+        s3_client().create_bucket(Bucket=name)
+        yield f"s3://{name}"
+
+
+def step_kwargs(tmp_path: Path, output: str, work: str) -> dict:
+    return {
+        "preset": "tiny-cpu",
+        "overrides": [
+            *SHORT,
+            f"trainer.total_steps={STEPS}",
+            f"trainer.save_freq={SAVE_EVERY}",
+            "optim.lr_schedule=constant",
+            "optim.warmup_steps=0",
+        ],
+        "train_path": str(tmp_path / "t.parquet"),
+        "val_path": str(tmp_path / "v.parquet"),
+        "output_uri": output,
+        "work_dir": str(tmp_path / work),
+        "curves_path": str(tmp_path / f"{work}.md"),
+    }
+
+
+def latest_step(store) -> int:
+    raw = store.get_bytes("checkpoints/latest.json")
+    return int(json.loads(raw)["checkpoint"].rsplit("-", 1)[1]) if raw else 0
+
+
+def test_sigkill_mid_run_then_restart_matches_an_uninterrupted_run(tmp_path, bucket):
+    stages.prepare_data(
+        source="arithmetic",
+        limit=64,
+        train_path=str(tmp_path / "t.parquet"),
+        val_path=str(tmp_path / "v.parquet"),
+    )
+    straight = stages.train_stage(**step_kwargs(tmp_path, f"{bucket}/straight", "w0"))
+
+    output = f"{bucket}/preempted"
+    store = open_store(output)
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.preempt_worker",
+            json.dumps(step_kwargs(tmp_path, output, "w1")),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 300
+    while latest_step(store) < KILL_AFTER:
+        assert worker.poll() is None, worker.stderr.read()[-2000:]
+        assert time.monotonic() < deadline, "no checkpoint reached S3 in time"
+        time.sleep(0.05)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    assert worker.returncode == -signal.SIGKILL
+    done_at_kill = max(r["step"] for r in M.read_metrics(tmp_path / "w1" / "metrics.jsonl"))
+    assert done_at_kill < STEPS, "the run ended before the kill: nothing was tested"
+
+    # the restarted step: a fresh pod, an empty work folder, the same output URI
+    resumed = stages.train_stage(**step_kwargs(tmp_path, output, "w2"))
+    restored = resumed["restored_step"]
+    assert restored is not None and restored >= KILL_AFTER
+    lost = done_at_kill - restored
+    assert 0 <= lost <= SAVE_EVERY, (done_at_kill, restored)
+    assert resumed["metrics"]["steps"] == STEPS
+
+    a = load_file(str(tmp_path / "w0" / "model" / "model.safetensors"))
+    b = load_file(str(tmp_path / "w2" / "model" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+    assert straight["metrics"]["steps"] == STEPS

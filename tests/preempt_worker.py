@@ -1,0 +1,12 @@
+"""A train step in its own process (the test SIGKILLs it mid-run, as a preemption does).
+
+python -m tests.preempt_worker JSON_KWARGS
+"""
+
+import json
+import sys
+
+from gmpo_kfp import stages
+
+if __name__ == "__main__":
+    stages.train_stage(**json.loads(sys.argv[1]))
