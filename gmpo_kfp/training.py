@@ -80,7 +80,10 @@ def _rows(files: list[str], field: str) -> list[dict]:
     for path in files:
         if not Path(path).exists():
             raise DataError(f"{field}: {path} does not exist; give a verl RL parquet file")
-        rows.extend(read_rl_parquet(path))
+        try:
+            rows.extend(read_rl_parquet(path))
+        except DataError as exc:
+            raise DataError(f"{field}: {exc}") from None
     return rows
 
 
@@ -97,6 +100,10 @@ def train(
     ``trl_overrides`` sets fields of the generated ``GMPOConfig``/``GRPOConfig`` that our
     config does not cover (e.g. ``{"generation_kwargs": {"min_new_tokens": 32}}``).
     """
+    from gmpo_kfp.models import TINY, check_model_dir
+
+    if config.model.path != TINY:
+        check_model_dir(config.model.path)  # before anything is written
     config = materialise_task(config)
     if not config.data.train_files:
         raise ConfigError(

@@ -26,8 +26,11 @@ class ServerURL(str):
 
 
 @contextlib.contextmanager
-def moto_server(port: int | None = None) -> Iterator[str]:
-    """Start moto_server on 127.0.0.1, yield its URL, stop it on exit."""
+def moto_server(port: int | None = None, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Start moto_server on 127.0.0.1, yield its URL, stop it on exit.
+
+    ``env``: extra environment, e.g. ``INITIAL_NO_AUTH_ACTION_COUNT=0`` so that moto
+    checks credentials (it accepts any by default)."""
     port = port or free_port()
     exe = shutil.which("moto_server")
     cmd = [exe] if exe else [sys.executable, "-m", "moto.server"]
@@ -35,6 +38,7 @@ def moto_server(port: int | None = None) -> Iterator[str]:
         [*cmd, "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
     )
     url = ServerURL(f"http://127.0.0.1:{port}")
     url.pid = proc.pid

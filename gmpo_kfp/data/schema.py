@@ -78,7 +78,7 @@ def validate_rows(rows: Iterable[Mapping[str, Any]]) -> int:
         validate_row(row, index)
         count += 1
     if count == 0:
-        raise DataError("no rows: the data set is empty")
+        raise DataError("no rows: the data set is empty; give a file with at least one row")
     return count
 
 
