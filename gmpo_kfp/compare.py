@@ -227,9 +227,19 @@ def _agg(values: Sequence[float | None], spec: str = ".3f") -> str:
     return f"{format(statistics.fmean(vals), spec)} ± {format(statistics.pstdev(vals), spec)}"
 
 
+def _values(runs: Sequence[RunStats], attr: str) -> list[float]:
+    """``attr`` (a field or a property such as ``log_ratio_spread``) of each run that has it."""
+    return [v for r in runs if (v := getattr(r, attr)) is not None]
+
+
 def _mean_of(runs: Sequence[RunStats], attr: str) -> float | None:
-    vals = [getattr(r, attr) for r in runs if getattr(r, attr) is not None]
+    vals = _values(runs, attr)
     return statistics.fmean(vals) if vals else None
+
+
+def _std_of(runs: Sequence[RunStats], attr: str) -> float:
+    vals = _values(runs, attr)
+    return statistics.pstdev(vals) if len(vals) > 1 else 0.0
 
 
 def verdict(runs: Sequence[RunStats], *, against: str = "grpo") -> list[str]:
@@ -247,8 +257,7 @@ def verdict(runs: Sequence[RunStats], *, against: str = "grpo") -> list[str]:
             ("a higher held-out Pass@1", "pass_at_1_after", "Pass@1 after", True),
         ]
         for claim, attr, what, higher in checks:
-            g = _mean_of(gmpo, attr) if attr != "log_ratio_spread" else _spread(gmpo)
-            o = _mean_of(other, attr) if attr != "log_ratio_spread" else _spread(other)
+            g, o = _mean_of(gmpo, attr), _mean_of(other, attr)
             if g is None or o is None:
                 lines.append(f"{regime}: {claim}: not measured (the metrics files lack {what}).")
                 continue
@@ -264,25 +273,6 @@ def verdict(runs: Sequence[RunStats], *, against: str = "grpo") -> list[str]:
                 f"{against.upper()} ({what}: {numbers}{caveat})."
             )
     return lines
-
-
-def _values(runs: Sequence[RunStats], attr: str) -> list[float]:
-    get = (
-        (lambda r: r.log_ratio_spread)
-        if attr == "log_ratio_spread"
-        else (lambda r: getattr(r, attr))
-    )
-    return [v for v in map(get, runs) if v is not None]
-
-
-def _std_of(runs: Sequence[RunStats], attr: str) -> float:
-    vals = _values(runs, attr)
-    return statistics.pstdev(vals) if len(vals) > 1 else 0.0
-
-
-def _spread(runs: Sequence[RunStats]) -> float | None:
-    vals = [r.log_ratio_spread for r in runs if r.log_ratio_spread is not None]
-    return statistics.fmean(vals) if vals else None
 
 
 def _aligned(files: Sequence[Path], name: str) -> tuple[list[int], list[list[float]]]:
