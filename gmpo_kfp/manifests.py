@@ -51,6 +51,19 @@ def _meta(name: str, **extra: Any) -> dict[str, Any]:
     return {"name": name, "labels": dict(PART_OF), **extra}
 
 
+def s3_secret_env() -> list[dict[str, Any]]:
+    """The S3 credentials as container env, each by reference to the Secret (never a value)."""
+    return [
+        {
+            "name": var,
+            "valueFrom": {
+                "secretKeyRef": {"name": settings.S3_SECRET, "key": key, "optional": True}
+            },
+        }
+        for var, key in settings.S3_SECRET_ENV.items()
+    ]
+
+
 def service_account() -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -204,19 +217,7 @@ def cron_workflow(
                         "container": {
                             "image": settings.IMAGES["runtime"],
                             "command": command,
-                            "env": [
-                                {
-                                    "name": var,
-                                    "valueFrom": {
-                                        "secretKeyRef": {
-                                            "name": settings.S3_SECRET,
-                                            "key": key,
-                                            "optional": True,
-                                        }
-                                    },
-                                }
-                                for var, key in settings.S3_SECRET_ENV.items()
-                            ],
+                            "env": s3_secret_env(),
                             "resources": {
                                 "requests": {
                                     "cpu": settings.CPU_RESOURCES["cpu"],

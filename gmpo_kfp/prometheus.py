@@ -44,10 +44,20 @@ def _registry(info: Mapping[str, str]) -> Any:
     return registry
 
 
-def _push(registry: Any, gateway: str, grouping: Mapping[str, str]) -> None:
+def _push(registry: Any, gateway: str, grouping: Mapping[str, str], *, quiet: bool = False) -> bool:
+    """Replace the group's series on the Pushgateway; False (and a warning unless
+    ``quiet``) on failure: a push never stops the work it reports on."""
     from prometheus_client import push_to_gateway
 
-    push_to_gateway(gateway, job=JOB, registry=registry, grouping_key=dict(grouping), timeout=10)
+    try:
+        push_to_gateway(
+            gateway, job=JOB, registry=registry, grouping_key=dict(grouping), timeout=10
+        )
+        return True
+    except OSError as exc:
+        if not quiet:
+            print(f"gmpo: warning: Pushgateway {gateway} refused a push ({exc})", file=sys.stderr)
+        return False
 
 
 class Exporter:
@@ -113,16 +123,9 @@ class Exporter:
 
     def push(self, gateway: str) -> bool:
         """Replace this group's series on the Pushgateway; False (and one warning) on failure."""
-        try:
-            _push(self.registry, gateway, self.grouping)
-            return True
-        except OSError as exc:
-            if not self._push_failed:
-                print(
-                    f"gmpo: warning: Pushgateway {gateway} refused a push ({exc})", file=sys.stderr
-                )
-                self._push_failed = True
-            return False
+        ok = _push(self.registry, gateway, self.grouping, quiet=self._push_failed)
+        self._push_failed = self._push_failed or not ok
+        return ok
 
 
 class MetricsFollower:
@@ -259,9 +262,4 @@ def push_results(
             gauge.labels(benchmark=benchmark).set(value)
     if version is not None:
         Gauge(M.PROM_REGISTERED_VERSION, "version just registered", registry=registry).set(version)
-    try:
-        _push(registry, url, {"pipeline": pipeline, "model": model, "stage": stage})
-        return True
-    except OSError as exc:
-        print(f"gmpo: warning: Pushgateway {url} refused a push ({exc})", file=sys.stderr)
-        return False
+    return _push(registry, url, {"pipeline": pipeline, "model": model, "stage": stage})

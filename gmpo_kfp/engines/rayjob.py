@@ -34,6 +34,7 @@ from typing import Any, TextIO
 
 from gmpo_kfp import settings
 from gmpo_kfp.config import ConfigError, TrainConfig
+from gmpo_kfp.manifests import s3_secret_env
 
 GROUP, VERSION, PLURAL = "ray.io", "v1", "rayjobs"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -70,17 +71,7 @@ def current_namespace(default: str = "default") -> str:
 
 
 def _env(extra: dict[str, str]) -> list[dict[str, Any]]:
-    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(extra.items())]
-    env += [
-        {
-            "name": var,
-            "valueFrom": {
-                "secretKeyRef": {"name": settings.S3_SECRET, "key": key, "optional": True}
-            },
-        }
-        for var, key in settings.S3_SECRET_ENV.items()
-    ]
-    return env
+    return [{"name": k, "value": v} for k, v in sorted(extra.items())] + s3_secret_env()
 
 
 def pod_template(
