@@ -214,6 +214,12 @@ class SftConfig(_Section):
         0.2, "warm-up stops once greedy Pass@1 on the check prompts reaches this", gt=0, max=1
     )
     eval_every: int = _f(25, "check Pass@1 every N warm-up steps", gt=0)
+    eval_every_near: int = _f(
+        0,
+        "once check Pass@1 reaches half the target, check every N steps instead, so the "
+        "warm-up stops close to the target (0: keep eval_every)",
+        min=0,
+    )
     eval_prompts: int = _f(256, "check prompts, taken from the RL training data", gt=0)
 
 

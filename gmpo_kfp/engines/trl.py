@@ -386,24 +386,39 @@ class ProgressCallback(TrainerCallback):
 
 
 class StopAtPassRate(TrainerCallback):
-    """Supervised warm-up: stop once greedy Pass@1 on the check rows reaches ``target``."""
+    """Supervised warm-up: stop once greedy Pass@1 on the check rows reaches ``target``.
 
-    def __init__(self, rows: Sequence[dict], *, target: float, every: int, max_new_tokens: int):
-        self.rows, self.target, self.every, self.max_new_tokens = (
-            rows,
-            target,
-            every,
-            max_new_tokens,
-        )
+    Checks every ``every`` steps; once a check reaches half the target, every
+    ``every_near`` steps (when set), since Pass@1 climbs fast near the target and a
+    coarse check would stop well past it.
+    """
+
+    def __init__(
+        self,
+        rows: Sequence[dict],
+        *,
+        target: float,
+        every: int,
+        max_new_tokens: int,
+        every_near: int = 0,
+    ):
+        self.rows, self.target, self.max_new_tokens = rows, target, max_new_tokens
+        self.every, self.every_near = every, every_near or every
         self.history: list[tuple[int, float]] = []
         self.tokenizer: Any = None
         self.last: dict[str, float] = {}
+
+    def interval(self) -> int:
+        """Steps until the next check: ``every_near`` once a check reached half the target."""
+        near = bool(self.history) and self.history[-1][1] >= self.target / 2
+        return self.every_near if near else self.every
 
     def on_train_begin(self, args, state, control, processing_class=None, **kw):
         self.tokenizer = processing_class
 
     def on_step_end(self, args, state, control, model=None, **kw):
-        if state.global_step % self.every:
+        last = self.history[-1][0] if self.history else 0
+        if state.global_step - last < self.interval():
             return
         from gmpo_kfp.evaluate import pass_at_1
 
@@ -480,6 +495,7 @@ def sft_warmup(
         list(check_rows)[: s.eval_prompts],
         target=s.target_pass_at_1,
         every=s.eval_every,
+        every_near=s.eval_every_near,
         max_new_tokens=config.data.max_response_length,
     )
     trainer = SFTTrainer(

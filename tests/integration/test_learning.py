@@ -2,7 +2,7 @@
 
 A smaller version of the README's five-minute run (`tiny-cpu`, the arithmetic task):
 the same supervised warm-up to Pass@1 0.18, then 400 GMPO steps at lr 5e-4 instead
-of the full schedule, validated on 500 held-out problems.
+of the preset's 3.5e-4 spread over 2400, validated on 500 held-out problems.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def test_gmpo_raises_held_out_pass_at_1_on_the_tiny_model(tmp_path):
             f"data.val_files={val}",
             "trainer.total_steps=400",
             "optim.warmup_steps=50",
-            # the preset's lr 7e-4 dips before it takes off; 400 steps need the steadier 5e-4
+            # a schedule of 400 steps instead of 2400 needs a higher peak than the preset's
             "optim.lr=5e-4",
             "trainer.test_freq=400",
             "trainer.save_freq=-1",
@@ -34,7 +34,7 @@ def test_gmpo_raises_held_out_pass_at_1_on_the_tiny_model(tmp_path):
     assert result.sft is not None and result.sft["reached"]
     before, after = result.pass_at_1_before, result.pass_at_1_after
     assert before is not None and after is not None
-    assert before <= 0.3, before  # the warm-up stops near 0.2: RL starts from a weak model
+    assert before <= 0.25, before  # the warm-up stops under 0.2: RL starts from a weak model
     assert after >= before + 0.08, (before, after)
     records = list(read_metrics(result.metrics_file))
     assert [r["step"] for r in records if PASS_AT_1 in r["data"]] == [0, 400]

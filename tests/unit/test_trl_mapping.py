@@ -36,7 +36,7 @@ def test_tiny_cpu_preset_maps_to_one_gmpo_step_per_rollout(tmp_path):
     assert args.per_device_train_batch_size == 128 and args.gradient_accumulation_steps == 1
     assert args.generation_batch_size == 128 and args.steps_per_generation == 1
     assert args.max_steps == 3400 and args.max_completion_length == 4
-    assert args.learning_rate == 7e-4 and args.warmup_steps == 200
+    assert args.learning_rate == 3.5e-4 and args.warmup_steps == 200
     assert args.lr_scheduler_type == "linear" and args.adam_beta2 == 0.99
     assert args.beta == 0.0 and args.seed == 1 and args.temperature == 1.0
 
@@ -96,3 +96,36 @@ def test_what_trl_cannot_honour_is_listed():
         )
     )
     assert len(notes) == 3 and "dynamic_batch_size" in notes[0]
+
+
+def test_warm_up_checks_more_often_near_its_target(monkeypatch):
+    """Coarse checks far from the target, fine ones from half of it; stop at the target."""
+    from types import SimpleNamespace
+
+    import gmpo_kfp.evaluate as evaluate
+    from gmpo_kfp.engines.trl import StopAtPassRate
+
+    scores = iter([0.02, 0.05, 0.10, 0.14, 0.19])
+    checked: list[int] = []
+
+    def fake_pass_at_1(model, tokenizer, rows, *, max_new_tokens):
+        checked.append(state.global_step)
+        return SimpleNamespace(mean=next(scores))
+
+    monkeypatch.setattr(evaluate, "pass_at_1", fake_pass_at_1)
+    stop = StopAtPassRate([], target=0.18, every=20, every_near=5, max_new_tokens=4)
+    state, control = SimpleNamespace(global_step=0), SimpleNamespace(should_training_stop=False)
+    while not control.should_training_stop and state.global_step < 200:
+        state.global_step += 1
+        stop.on_step_end(None, state, control, model=None)
+    # 0.10 >= 0.18 / 2 at step 60: from there on every 5 steps
+    assert checked == [20, 40, 60, 65, 70]
+    assert stop.history[-1] == (70, 0.19) and state.global_step == 70
+
+
+def test_warm_up_without_every_near_keeps_one_interval():
+    from gmpo_kfp.engines.trl import StopAtPassRate
+
+    stop = StopAtPassRate([], target=0.2, every=25, max_new_tokens=4)
+    stop.history.append((25, 0.19))
+    assert stop.interval() == 25
