@@ -57,7 +57,8 @@ def build_char_tokenizer() -> Any:
 
     vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + CHARACTERS)}
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    # one token per character, newline included ("." alone would drop "\n")
+    core.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
     core.decoder = decoders.Fuse()
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=core,
@@ -120,12 +121,13 @@ def save_model_dir(
 ) -> Path:
     """Write a Hugging Face model directory atomically (temporary name, then rename).
 
-    ``model`` may be a trainer (its ``.model`` is saved).
+    ``model`` is a ``PreTrainedModel`` (saved whole: a causal LM keeps its output layer
+    and its ``architectures``) or a trainer (its ``.model`` is saved).
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        getattr(model, "model", model).save_pretrained(staging)
+        pretrained_model(model).save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         for name, text in (extra_files or {}).items():
             (staging / name).write_text(text)
@@ -134,6 +136,21 @@ def save_model_dir(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def pretrained_model(obj: Any) -> Any:
+    """The ``PreTrainedModel`` to save: ``obj`` itself, or a trainer's ``.model``.
+
+    Never a causal LM's inner ``.model`` (its base without the output layer).
+    """
+    from transformers import PreTrainedModel
+
+    if isinstance(obj, PreTrainedModel):
+        return obj
+    inner = getattr(obj, "model", None)
+    if isinstance(inner, PreTrainedModel):
+        return inner
+    raise TypeError(f"cannot save {type(obj).__name__}: give a PreTrainedModel or a trainer")
 
 
 def _json(data: dict) -> str:

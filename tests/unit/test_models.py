@@ -56,3 +56,46 @@ def test_model_directory_errors_name_the_path_and_the_fix(tmp_path):
     with pytest.raises(ModelError, match=r"has no weights .*save_pretrained"):
         check_model_dir(str(tmp_path / "empty"))
     check_model_dir("Qwen/Qwen2.5-Math-7B")  # a hub id is not checked locally
+
+
+def test_char_tokenizer_keeps_newlines():
+    tok = build_char_tokenizer()
+    ids = tok("1\n2", add_special_tokens=False)["input_ids"]
+    assert len(ids) == 3 and tok.unk_token_id not in ids
+    assert tok.decode(ids) == "1\n2"
+
+
+def test_tiny_model_folder_is_a_causal_lm(tmp_path):
+    import json
+
+    path = build_tiny_model(tmp_path / "tiny")
+    assert json.loads((path / "config.json").read_text())["architectures"] == ["Qwen2ForCausalLM"]
+
+
+def test_untied_output_layer_survives_save_and_reload(tmp_path):
+    """A model whose lm_head is its own weight (Qwen2.5-7B, most large models)."""
+    import torch
+    from transformers import AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    from gmpo_kfp.models import save_model_dir
+
+    tok = build_char_tokenizer()
+    config = Qwen2Config(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        intermediate_size=64,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(config)
+    assert model.lm_head.weight.data_ptr() != model.model.embed_tokens.weight.data_ptr()
+    save_model_dir(model, tok, tmp_path / "untied")
+    again = AutoModelForCausalLM.from_pretrained(tmp_path / "untied")
+    assert type(again).__name__ == "Qwen2ForCausalLM"
+    ours, theirs = model.state_dict(), again.state_dict()
+    assert ours.keys() == theirs.keys() and "lm_head.weight" in theirs
+    for name, tensor in ours.items():
+        assert torch.equal(tensor, theirs[name]), name
