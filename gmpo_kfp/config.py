@@ -233,6 +233,12 @@ class ResourcesConfig(_Section):
 @dataclass
 class VerlConfig(_Section):
     _prefix: ClassVar[str] = "verl."
+    device: str = _f(
+        "auto",
+        "where verl runs: gpu (vLLM rollouts, FSDP on CUDA), cpu (gloo, FSDP2, transformers "
+        "rollouts: debug a recipe on a laptop), or auto (cpu on one node without a GPU)",
+        choices=("auto", "gpu", "cpu"),
+    )
     rollout_tensor_parallel: int = _f(1, "vLLM tensor-parallel size", gt=0)
     gpu_memory_utilization: float = _f(0.6, "vLLM share of GPU memory", gt=0, max=1)
     enable_chunked_prefill: bool | None = _f(None, "vLLM chunked prefill (None: verl's default)")

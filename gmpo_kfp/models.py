@@ -51,21 +51,26 @@ class TinyModelSpec:
 
 
 def build_char_tokenizer() -> Any:
-    """A character-level ``PreTrainedTokenizerFast`` with the chat template above."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+    """A character-level Qwen2 tokenizer (byte-level BPE, no merges) with the chat template above.
 
-    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + CHARACTERS)}
-    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    # one token per character, newline included ("." alone would drop "\n")
-    core.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-    core.decoder = decoders.Fuse()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core,
+    It is built as the ``Qwen2Tokenizer`` that transformers makes of a saved Qwen2
+    folder (``AutoTokenizer`` picks that class by the model type and rebuilds its
+    pre-tokenizer), so the folder reloads as the same tokenizer everywhere: in TRL, in
+    verl's workers, in vLLM. Characters outside the vocabulary get no token.
+    """
+    from transformers import Qwen2Tokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    byte_level = bytes_to_unicode()
+    chars = ["".join(byte_level[b] for b in c.encode()) for c in CHARACTERS]
+    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + tuple(chars))}
+    tokenizer = Qwen2Tokenizer(
+        vocab=vocab,
+        merges=[],
+        unk_token="<unk>",
         pad_token="<pad>",
         bos_token="<bos>",
         eos_token="<eos>",
-        unk_token="<unk>",
         padding_side="left",
     )
     tokenizer.chat_template = CHAT_TEMPLATE

@@ -36,7 +36,10 @@ import torch
 from torch import Tensor
 from verl.trainer.ppo.core_algos import POLICY_LOSS_REGISTRY, register_policy_loss
 
+from gmpo_kfp import verl_compat
 from gmpo_kfp.objective import METRIC_NAMES, gmpo_loss
+
+verl_compat.install()  # every process that loads our loss gets verl working beside trl 1.16
 
 #: The name under which verl finds our loss (``policy_loss.loss_mode``).
 VERL_LOSS_NAME = "gmpo"

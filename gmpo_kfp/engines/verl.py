@@ -61,8 +61,53 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def verl_override_map(config: TrainConfig) -> dict[str, Any]:
-    """The overrides as an ordered mapping key -> Python value."""
+def verl_device(config: TrainConfig, *, cuda: bool) -> str:
+    """``gpu`` or ``cpu``: ``verl.device``, with ``auto`` resolved (``cuda``: a GPU is here)."""
+    c = config
+    if c.verl.device == "cpu" and c.resources.nnodes > 1:
+        raise ConfigError(
+            "verl.device: cpu runs on one node; set resources.nnodes=1 or verl.device=gpu"
+        )
+    if c.verl.device != "auto":
+        return c.verl.device
+    if c.resources.nnodes == 1 and (c.resources.gpus_per_node == 0 or not cuda):
+        return "cpu"
+    return "gpu"
+
+
+#: Ray's logical CPUs on a CPU run: verl's placement groups ask for several per worker.
+CPU_RAY_LOGICAL_CPUS = 32
+
+
+def cpu_override_map(config: TrainConfig) -> dict[str, Any]:
+    """What verl on a CPU changes (see :mod:`gmpo_kfp.verl_cpu`): one rank, FSDP2, gloo.
+
+    No flash-attention (sdpa), no remove-padding, no torch.compile, no pinned-memory
+    offload; the transformers rollout; Ray told of one logical GPU for the one worker.
+    """
+    from gmpo_kfp.verl_cpu import ROLLOUT_NAME
+
+    o: dict[str, Any] = {}
+    o["trainer.device"] = "cpu"
+    o["trainer.n_gpus_per_node"] = 1
+    o["+ray_kwargs.ray_init.num_gpus"] = 1
+    o["ray_kwargs.ray_init.num_cpus"] = CPU_RAY_LOGICAL_CPUS
+    o[A + "strategy"] = "fsdp2"
+    o[A + "use_torch_compile"] = False
+    o[A + "fsdp_config.use_torch_compile"] = False
+    o[REF + "fsdp_config.param_offload"] = False
+    o[M + "use_remove_padding"] = False
+    o["+" + M + "override_config.attn_implementation"] = "sdpa"
+    o[R + "name"] = ROLLOUT_NAME
+    o[R + "tensor_model_parallel_size"] = 1
+    o[R + "agent.num_workers"] = 1
+    o["reward.num_workers"] = 1
+    o["data.dataloader_num_workers"] = 0
+    return o
+
+
+def verl_override_map(config: TrainConfig, device: str = "gpu") -> dict[str, Any]:
+    """The overrides as an ordered mapping key -> Python value (``device``: gpu or cpu)."""
     c = config
     if c.optim.lr_schedule == "linear":
         raise ConfigError(
@@ -162,18 +207,20 @@ def verl_override_map(config: TrainConfig) -> dict[str, Any]:
     o["trainer.experiment_name"] = c.name
     o["trainer.logger"] = ["console", "file"]
     o[A + "data_loader_seed"] = c.trainer.seed
+    if device == "cpu":
+        o.update(cpu_override_map(c))
     return o
 
 
-def verl_overrides(config: TrainConfig) -> list[str]:
+def verl_overrides(config: TrainConfig, device: str = "gpu") -> list[str]:
     """``key=value`` strings for ``python3 -m verl.trainer.main_ppo``; ``verl.extra`` last."""
-    pairs = [f"{k}={format_value(v)}" for k, v in verl_override_map(config).items()]
+    pairs = [f"{k}={format_value(v)}" for k, v in verl_override_map(config, device).items()]
     return pairs + list(config.verl.extra)
 
 
-def verl_command(config: TrainConfig, python: str = "python3") -> list[str]:
+def verl_command(config: TrainConfig, python: str = "python3", device: str = "gpu") -> list[str]:
     """The full argv of the verl launch."""
-    return [python, "-m", "verl.trainer.main_ppo", *verl_overrides(config)]
+    return [python, "-m", "verl.trainer.main_ppo", *verl_overrides(config, device)]
 
 
 # --------------------------------------------------------------------------- launch

@@ -23,7 +23,7 @@ def test_char_tokenizer_round_trips_and_renders_chat():
     assert tok.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True) == "07+45="
     full = [*prompt, {"role": "assistant", "content": "52"}]
     assert tok.apply_chat_template(full, tokenize=False) == "07+45=52<eos>"
-    assert tok("x?", add_special_tokens=False)["input_ids"] == [tok.unk_token_id] * 2
+    assert tok("x?", add_special_tokens=False)["input_ids"] == []  # byte-level: not in the vocabulary
 
 
 def test_tiny_model_is_saved_and_loaded_by_path(tmp_path):
@@ -58,11 +58,17 @@ def test_model_directory_errors_name_the_path_and_the_fix(tmp_path):
     check_model_dir("Qwen/Qwen2.5-Math-7B")  # a hub id is not checked locally
 
 
-def test_char_tokenizer_keeps_newlines():
+def test_char_tokenizer_keeps_newlines_and_reloads_as_itself(tmp_path):
+    """AutoTokenizer rebuilds a Qwen2 folder's tokenizer by class: it must stay the same."""
+    from transformers import AutoTokenizer
+
     tok = build_char_tokenizer()
-    ids = tok("1\n2", add_special_tokens=False)["input_ids"]
-    assert len(ids) == 3 and tok.unk_token_id not in ids
-    assert tok.decode(ids) == "1\n2"
+    text = "12+3=\n4 5"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert len(ids) == len(text) and tok.decode(ids) == text
+    again = AutoTokenizer.from_pretrained(build_tiny_model(tmp_path / "tiny"))
+    assert again(text, add_special_tokens=False)["input_ids"] == ids
+    assert again.get_vocab() == tok.get_vocab()
 
 
 def test_tiny_model_folder_is_a_causal_lm(tmp_path):
