@@ -30,7 +30,7 @@ _PENDING: dict[str, list[Callable[[ModuleType], None]]] = {}
 class _AfterImportFinder(importlib.abc.MetaPathFinder):
     """Finds nothing itself: wraps the loader of a watched module to run its hooks."""
 
-    def find_spec(self, name, path, target=None):  # noqa: D102 - the finder protocol
+    def find_spec(self, name, path, target=None):
         if name not in _PENDING:
             return None
         for finder in sys.meta_path:

@@ -314,9 +314,13 @@ class TransformersServerAdapter(BaseRollout):
         self, weights: Iterable, wire_format: str = "named_tensors", **kwargs: Any
     ) -> None:
         if wire_format != "named_tensors":
-            raise NotImplementedError(f"the transformers rollout takes named tensors, not {wire_format}")
+            raise NotImplementedError(
+                f"the transformers rollout takes named tensors, not {wire_format}"
+            )
         if kwargs.get("peft_config") is not None:
-            raise NotImplementedError("the transformers rollout takes merged weights (LoRA merge=True)")
+            raise NotImplementedError(
+                "the transformers rollout takes merged weights (model.lora.merge=True)"
+            )
         # every rank walks the generator: gathering the full tensors is collective
         if hasattr(weights, "__aiter__"):
             pairs = [(name, tensor.detach().to("cpu").clone()) async for name, tensor in weights]
