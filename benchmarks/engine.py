@@ -74,10 +74,11 @@ def bare_trl(model_dir: str, rows: list[dict], args) -> list[float]:
 
 
 def ours(config, overrides) -> list[float]:
+    from gmpo_kfp.engines.trl import TRLEngine
     from gmpo_kfp.training import train
 
     timer = StepTimes()
-    train(config, progress=False, callbacks=[timer], trl_overrides=overrides)
+    train(config, engine=TRLEngine(callbacks=[timer], overrides=overrides), progress=False)
     return timer.times
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "field_help",
     "load_config",
     "parse_override",
+    "with_values",
 ]
 
 #: MoE models train less stably; the GMPO authors advise this clip or lower.
@@ -464,26 +465,42 @@ def _looks_numeric(text: str) -> bool:
 
 
 def apply_overrides(config: TrainConfig, overrides: Iterable[str]) -> TrainConfig:
-    """Apply dotted ``key=value`` overrides and validate the result."""
+    """Apply dotted ``key=value`` overrides (text, as a user types them) and validate."""
     data = config_to_dict(config)
     for text in overrides:
         parts, value = parse_override(text)
-        node: Any = data
-        for depth, part in enumerate(parts[:-1]):
-            if not isinstance(node, dict) or not isinstance(node.get(part), dict):
-                dotted = ".".join(parts[: depth + 1])
-                raise ConfigError(f"unknown config section {dotted} in override {text!r}")
-            node = node[part]
-        if parts[-1] not in node:
-            section = ".".join(parts[:-1]) or "the config"
-            known = ", ".join(sorted(node))
-            raise ConfigError(
-                f"unknown config key {'.'.join(parts)} in {section}; known keys here: {known}"
-            )
-        if isinstance(node[parts[-1]], dict):
-            raise ConfigError(f"{'.'.join(parts)} is a section: set one of its fields")
-        node[parts[-1]] = value
+        _set_field(data, parts, value, f"override {text!r}")
     return config_from_dict(data)
+
+
+def with_values(config: TrainConfig, values: Mapping[str, Any]) -> TrainConfig:
+    """``config`` with dotted fields set to typed Python values, validated as on construction.
+
+    What code changes in a config (paths, the engine, the model a warm-up made) goes
+    through here: no ``key=value`` text is written only to be parsed again.
+    """
+    data = config_to_dict(config)
+    for key, value in values.items():
+        _set_field(data, key.split("."), value, f"field {key!r}")
+    return config_from_dict(data)
+
+
+def _set_field(data: dict[str, Any], parts: list[str], value: Any, where: str) -> None:
+    node: Any = data
+    for depth, part in enumerate(parts[:-1]):
+        if not isinstance(node, dict) or not isinstance(node.get(part), dict):
+            dotted = ".".join(parts[: depth + 1])
+            raise ConfigError(f"unknown config section {dotted} in {where}")
+        node = node[part]
+    if parts[-1] not in node:
+        section = ".".join(parts[:-1]) or "the config"
+        known = ", ".join(sorted(node))
+        raise ConfigError(
+            f"unknown config key {'.'.join(parts)} in {section}; known keys here: {known}"
+        )
+    if isinstance(node[parts[-1]], dict):
+        raise ConfigError(f"{'.'.join(parts)} is a section: set one of its fields")
+    node[parts[-1]] = value
 
 
 def field_help() -> list[tuple[str, str, Any]]:

@@ -123,60 +123,6 @@ def _split_off(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict]
 # --------------------------------------------------------------------------- train
 
 
-class CheckpointSync:
-    """Mirrors each checkpoint to ``<output_uri>/checkpoints`` and restores the latest one.
-
-    ``latest.json`` is written after the checkpoint's files, so a reader (the retry of a
-    preempted step) only ever restores a complete checkpoint.
-    """
-
-    def __init__(self, output_uri: str, work_dir: Path):
-        self.uri = f"{output_uri.rstrip('/')}/checkpoints"
-        self.work_dir = work_dir
-
-    def _store(self) -> storage.Store:
-        return storage.open_store(self.uri)
-
-    def restore(self) -> int | None:
-        store = self._store()
-        raw = store.get_bytes("latest.json")
-        if raw is None:
-            return None
-        latest = json.loads(raw)
-        name = latest["checkpoint"]
-        local = self.work_dir / "checkpoints" / name
-        if not local.exists():
-            for rel, meta in latest["files"].items():
-                store.download_file(f"{name}/{rel}", local / rel, sha256=meta["sha256"])
-        if latest.get("metrics") and "metrics.jsonl" in latest["metrics"]:
-            store.download_file("metrics.jsonl", self.work_dir / "metrics.jsonl")
-        _say(f"restored {name} from {store.url(name)}")
-        return int(name.rsplit("-", 1)[1])
-
-    def callback(self) -> Any:
-        from transformers import TrainerCallback
-
-        sync = self
-
-        class _Sync(TrainerCallback):
-            def on_save(self, args, state, control, **kw):
-                name = f"checkpoint-{state.global_step}"
-                folder = Path(args.output_dir) / name
-                if not folder.is_dir():
-                    return
-                store = sync._store()
-                files = store.upload_dir(folder, name)
-                metrics = sync.work_dir / "metrics.jsonl"
-                extra = {}
-                if metrics.exists():
-                    store.upload_file(metrics, "metrics.jsonl")
-                    extra["metrics"] = ["metrics.jsonl"]
-                body = {"checkpoint": name, "files": files, **extra}
-                store.put_bytes("latest.json", json.dumps(body, sort_keys=True).encode())
-
-        return _Sync()
-
-
 def train_stage(
     *,
     preset: str,
@@ -190,8 +136,8 @@ def train_stage(
     progress: bool = False,
     pushgateway: str = "",
 ) -> dict[str, Any]:
-    """Train, mirror checkpoints to ``output_uri``, upload the final HF model there."""
-    from gmpo_kfp.config import apply_overrides
+    """Train (checkpoints mirrored to ``output_uri`` and restored from it), upload the model."""
+    from gmpo_kfp.config import apply_overrides, with_values
     from gmpo_kfp.presets import load_preset
     from gmpo_kfp.report import training_markdown
     from gmpo_kfp.training import train
@@ -203,21 +149,18 @@ def train_stage(
     train_copy, val_copy = data_dir / "train.parquet", data_dir / "val.parquet"
     shutil.copyfile(train_path, train_copy)
     shutil.copyfile(val_path, val_copy)
-    sets = [
-        *overrides,
-        f"data.train_files={train_copy}",
-        f"data.val_files={val_copy}",
-        f"trainer.output_dir={work}",
-        "trainer.resume=auto",
-    ]
+    values: dict[str, Any] = {
+        "data.train_files": [str(train_copy)],
+        "data.val_files": [str(val_copy)],
+        "trainer.output_dir": str(work),
+        "trainer.resume": "auto",
+    }
     if engine:
-        sets.append(f"engine={engine}")
+        values["engine"] = engine
     if pushgateway:
-        sets.append(f"monitoring.pushgateway={pushgateway}")
-    config = apply_overrides(load_preset(preset), sets)
-    sync = CheckpointSync(output_uri, work)
-    restored = sync.restore()
-    result = train(config, progress=progress, callbacks=[sync.callback()])
+        values["monitoring.pushgateway"] = pushgateway
+    config = with_values(apply_overrides(load_preset(preset), overrides), values)
+    result = train(config, progress=progress, output_uri=output_uri)
     model_uri = f"{output_uri.rstrip('/')}/model"
     storage.push_dir(result.model_dir, model_uri)
     storage.write_atomic(curves_path, training_markdown(result.metrics_file))
@@ -231,7 +174,7 @@ def train_stage(
         "model_uri": model_uri,
         "metrics": metrics,
         "config": _config_dict(config),
-        "restored_step": restored,
+        "restored_step": result.restored_step,
     }
 
 

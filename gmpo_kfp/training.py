@@ -9,15 +9,18 @@ training seeds see the same held-out problems.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import sys
-from collections.abc import Sequence
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gmpo_kfp.config import ConfigError, TrainConfig
-from gmpo_kfp.data.schema import DataError, read_rl_parquet, write_rl_parquet
+from gmpo_kfp import metrics as M
+from gmpo_kfp.config import ConfigError, TrainConfig, with_values
+from gmpo_kfp.data.schema import read_rl_files, write_rl_parquet
+from gmpo_kfp.engines.base import Engine, get_engine, latest
+from gmpo_kfp.mirror import CheckpointMirror
 
 #: The built-in task's split never depends on the training seed.
 TASK_SPLIT_SEED = 0
@@ -31,7 +34,8 @@ class TrainResult:
     metrics_file: Path  # verl file-logger JSONL
     steps: int  # rollout steps done (in all, across resumes)
     seconds: float  # wall time of this invocation's RL part
-    resumed_from: str | None
+    resumed_from: str | None  # the local checkpoint this run resumed from
+    restored_step: int | None  # the step of the checkpoint restored from output_uri
     sft: dict[str, Any] | None  # warm-up steps, seconds, Pass@1 (when it ran now)
     pass_at_1_before: float | None  # validation Pass@1 at step 0
     pass_at_1_after: float | None  # validation Pass@1 at the last step
@@ -75,33 +79,33 @@ def materialise_task(config: TrainConfig) -> TrainConfig:
     return dataclasses.replace(config, data=data)
 
 
-def _rows(files: list[str], field: str) -> list[dict]:
-    rows: list[dict] = []
-    for path in files:
-        if not Path(path).exists():
-            raise DataError(f"{field}: {path} does not exist; give a verl RL parquet file")
-        try:
-            rows.extend(read_rl_parquet(path))
-        except DataError as exc:
-            raise DataError(f"{field}: {exc}") from None
-    return rows
+def check_inputs(config: TrainConfig) -> None:
+    """Every data file the run reads exists and holds valid rows (before anything is written)."""
+    d = config.data
+    read_rl_files(d.train_files, "data.train_files")
+    read_rl_files(d.val_files, "data.val_files")
+    if config.sft.enabled and not read_rl_files(d.sft_files, "data.sft_files"):
+        raise ConfigError("sft.enabled: data.sft_files is empty; give warm-up data or disable it")
 
 
 def train(
     config: TrainConfig,
     *,
+    engine: Engine | None = None,
     progress: bool = True,
-    callbacks: Sequence[Any] = (),
-    trl_overrides: dict[str, Any] | None = None,
+    output_uri: str = "",
 ) -> TrainResult:
-    """Train as ``config`` says, on its engine; returns the final model and metrics file.
+    """Train as ``config`` says; returns the final model, the metrics file and the figures.
 
-    TRL engine only: ``callbacks`` are extra ``transformers.TrainerCallback`` objects;
-    ``trl_overrides`` sets fields of the generated ``GMPOConfig``/``GRPOConfig`` that our
-    config does not cover (e.g. ``{"generation_kwargs": {"min_new_tokens": 32}}``).
+    ``engine``: an :class:`~gmpo_kfp.engines.base.Engine` (default: the one
+    ``config.engine`` names, with its default options; e.g. ``TRLEngine(callbacks=...)``
+    for TRL callbacks). ``output_uri``: mirror every checkpoint there while training
+    (``s3://`` or a path) and, with ``trainer.resume=auto``, restore the latest one
+    first, so a retried run in an empty folder resumes where the last one stopped.
     """
-    from gmpo_kfp.models import TINY, check_model_dir
+    from gmpo_kfp.models import TINY, check_model_dir, has_weights, resolve_model_path
 
+    engine = engine or get_engine(config.engine)
     if config.model.path != TINY:
         check_model_dir(config.model.path)  # before anything is written
     config = materialise_task(config)
@@ -109,48 +113,48 @@ def train(
         raise ConfigError(
             "data.train_files: empty; give verl RL parquet files or set data.task=arithmetic"
         )
+    check_inputs(config)
+    out = Path(config.trainer.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics_file = out / "metrics.jsonl"
+    layout = engine.checkpoints(config)
+    auto = config.trainer.resume == "auto"
+    if not auto:
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    mirror = CheckpointMirror(output_uri, out, layout) if output_uri else None
+    restored = mirror.restore() if mirror and auto else None
+    resume = latest(layout, out / "checkpoints") if auto else None
+
+    base = resolve_model_path(config.model.path, out)
+    sft_info = None
+    if config.sft.enabled:
+        sft_dir = out / "sft-model"
+        if resume is None and not (auto and has_weights(sft_dir)):
+            from gmpo_kfp.engines.trl import warm_up
+
+            sft_info = warm_up(config, base, sft_dir, progress=progress)
+        if has_weights(sft_dir):
+            base = str(sft_dir)
+        # resumed without the warm-up model (an empty pod): the checkpoint holds the weights
+    # the run ends with these steps: records after the resumed checkpoint are rewritten
+    M.truncate_after(metrics_file, resume.step if resume else -1)
+    run_config = with_values(config, {"model.path": base, "sft.enabled": False})
+
     from gmpo_kfp.prometheus import exporting
 
-    with exporting(config, Path(config.trainer.output_dir) / "metrics.jsonl"):
-        return _train(config, progress=progress, callbacks=callbacks, trl_overrides=trl_overrides)
-
-
-def _train(
-    config: TrainConfig,
-    *,
-    progress: bool,
-    callbacks: Sequence[Any],
-    trl_overrides: dict[str, Any] | None,
-) -> TrainResult:
-    if config.engine == "verl":
-        from gmpo_kfp.engines import verl as verl_engine
-
-        print(f"gmpo: verl engine, {config.algorithm.loss} loss", file=sys.stderr)
-        return TrainResult(**verl_engine.run(config))
-    from gmpo_kfp.engines import trl as engine
-
-    train_rows = _rows(config.data.train_files, "data.train_files")
-    if not train_rows:
-        raise DataError("data.train_files: the files hold no rows; give a non-empty parquet file")
-    val_rows = _rows(config.data.val_files, "data.val_files")
-    sft_rows = _rows(config.data.sft_files, "data.sft_files") if config.sft.enabled else []
-    if config.sft.enabled and not sft_rows:
-        raise ConfigError("sft.enabled: data.sft_files is empty; give warm-up data or disable it")
-    print(
-        f"gmpo: {config.engine} engine, {config.algorithm.loss} loss, "
-        f"{len(train_rows)} training prompts, output {config.trainer.output_dir}",
-        file=sys.stderr,
-    )
+    with exporting(config, metrics_file), mirror or contextlib.nullcontext():
+        run = engine.run(run_config, progress=progress)
+    before, after = M.validation_before_after(run.metrics_file)
     return TrainResult(
-        **engine.run(
-            config,
-            train_rows,
-            val_rows,
-            sft_rows,
-            progress=progress,
-            callbacks=callbacks,
-            trl_overrides=trl_overrides,
-        )
+        model_dir=run.model_dir,
+        metrics_file=run.metrics_file,
+        steps=run.steps,
+        seconds=run.seconds,
+        resumed_from=str(resume.path) if resume else None,
+        restored_step=restored.step if restored else None,
+        sft=sft_info,
+        pass_at_1_before=before,
+        pass_at_1_after=after,
     )
 
 

@@ -21,6 +21,7 @@ import functools
 import importlib.abc
 import importlib.util
 import sys
+import warnings
 from collections.abc import Callable
 from types import ModuleType
 
@@ -76,7 +77,9 @@ def trl_has_value_head() -> bool:
         return False
     for where in ("trl.experimental.ppo", "trl"):
         try:
-            module = importlib.import_module(where)
+            with warnings.catch_warnings():  # trl.experimental warns on import
+                warnings.simplefilter("ignore")
+                module = importlib.import_module(where)
         except ImportError:
             continue
         if hasattr(module, "AutoModelForCausalLMWithValueHead"):

@@ -123,3 +123,16 @@ def read_rl_parquet(path: str | os.PathLike, *, validate: bool = True) -> list[d
         except DataError as exc:
             raise DataError(f"data file {p}: {exc}") from None
     return rows
+
+
+def read_rl_files(files: Iterable[str], field: str) -> list[dict[str, Any]]:
+    """Every row of the RL parquet ``files`` of config field ``field`` (named in errors)."""
+    rows: list[dict[str, Any]] = []
+    for path in files:
+        if not Path(path).exists():
+            raise DataError(f"{field}: {path} does not exist; give a verl RL parquet file")
+        try:
+            rows.extend(read_rl_parquet(path))
+        except DataError as exc:
+            raise DataError(f"{field}: {exc}") from None
+    return rows

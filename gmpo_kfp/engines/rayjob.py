@@ -128,23 +128,18 @@ def pod_template(
     return {"metadata": {"labels": labels | {"gmpo-kfp/rayjob": name}}, "spec": spec}
 
 
-def entrypoint(config: TrainConfig) -> str:
-    """The verl command with the mapped overrides, as one shell string."""
-    from gmpo_kfp.engines.verl import verl_command
-
-    return shlex.join(verl_command(config, python="python3"))
-
-
 def build_rayjob(
     config: TrainConfig,
     *,
+    command: list[str],
     name: str,
     namespace: str,
     image: str | None = None,
     env: dict[str, str] | None = None,
     resources: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The RayJob for ``config`` (``resources.nnodes`` > 1) as a plain ``ray.io/v1`` dict."""
+    """The RayJob running ``command`` (the engine's argv) for ``config`` (``resources.nnodes``
+    > 1) as a plain ``ray.io/v1`` dict."""
     r = config.resources
     if r.nnodes < 2:
         raise ConfigError(
@@ -175,7 +170,7 @@ def build_rayjob(
             },
         },
         "spec": {
-            "entrypoint": entrypoint(config),
+            "entrypoint": shlex.join(command),
             "shutdownAfterJobFinishes": True,
             "ttlSecondsAfterFinished": settings.RAYJOB_TTL_S,
             "backoffLimit": 0,  # the KFP step's retry is the one retry policy
@@ -399,13 +394,14 @@ def describe(status: dict[str, Any]) -> str:
 def run_on_kuberay(
     config: TrainConfig,
     *,
+    command: list[str],
     env: dict[str, str],
     client: Any = None,
     namespace: str | None = None,
     poll_s: float = 10.0,
     shared_mount: str = settings.SHARED_MOUNT,
 ) -> dict[str, Any]:
-    """Train ``config`` on a RayJob named after its output folder; the final status.
+    """Run ``command`` for ``config`` on a RayJob named after its output folder; the final status.
 
     Every rank writes its checkpoint shard under ``trainer.output_dir``, and the step
     merges them afterwards, so that folder must be on the shared volume.
@@ -418,5 +414,5 @@ def run_on_kuberay(
         )
     namespace = namespace or current_namespace()
     name = rayjob_name(str(out))
-    body = build_rayjob(config, name=name, namespace=namespace, env=env)
+    body = build_rayjob(config, command=command, name=name, namespace=namespace, env=env)
     return RayJobRunner(client or api_client(), namespace, poll_s=poll_s).run(body)

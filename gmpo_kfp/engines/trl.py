@@ -28,7 +28,7 @@ process (launch with ``accelerate launch`` for that), and every ``verl.*`` knob.
 
 from __future__ import annotations
 
-import shutil
+import json
 import sys
 import time
 import warnings
@@ -53,6 +53,8 @@ except ImportError as exc:  # pragma: no cover - trl is a core dependency
 from gmpo_kfp import metrics as M
 from gmpo_kfp.advantages import kl_estimate
 from gmpo_kfp.config import ConfigError, TrainConfig
+from gmpo_kfp.data.schema import DataError, read_rl_files
+from gmpo_kfp.engines.base import Checkpoint, EngineRun, latest
 from gmpo_kfp.objective import get_policy_loss
 
 _SCHEDULES = {"constant": "constant", "linear": "linear", "cosine": "cosine"}
@@ -527,127 +529,167 @@ def _first(truth: Any) -> str:
     return truth if isinstance(truth, str) else str(next(iter(truth)))
 
 
-def run(
-    config: TrainConfig,
-    train_rows: Sequence[dict],
-    val_rows: Sequence[dict],
-    sft_rows: Sequence[dict],
-    *,
-    progress: bool = True,
-    callbacks: Sequence[TrainerCallback] = (),
-    trl_overrides: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Train with TRL as ``config`` says; returns the fields of ``training.TrainResult``."""
-    import datasets
+class TRLLayout:
+    """TRL's checkpoints: ``checkpoint-<optimiser step>``, complete once ``trainer_state.json``
+    (the Trainer's last file) parses."""
+
+    def __init__(self, per_rollout: int):
+        self.per_rollout = per_rollout
+
+    def complete(self, root: Path) -> list[Checkpoint]:
+        found = []
+        for folder in root.glob("checkpoint-*"):
+            try:
+                optim_step = int(folder.name.rsplit("-", 1)[1])
+                json.loads((folder / "trainer_state.json").read_text())
+            except (ValueError, OSError):
+                continue
+            found.append(Checkpoint(optim_step // self.per_rollout, folder))
+        return sorted(found, key=lambda c: c.step)
+
+    def restored(self, root: Path, checkpoint: Checkpoint) -> None:
+        return None  # the Trainer resumes from the folder it is given
+
+
+def warm_up(config: TrainConfig, base: str, target: Path, *, progress: bool = True) -> dict:
+    """The supervised warm-up (``sft.*``) of the model at ``base``, saved to ``target``.
+
+    Runs before RL on either engine; checks Pass@1 on the RL training prompts.
+    """
     from transformers import AutoModelForCausalLM
-    from transformers.trainer_utils import get_last_checkpoint
-    from transformers.utils import logging as hf_logging
 
-    from gmpo_kfp.models import has_weights, load_tokenizer, resolve_model_path, save_model_dir
+    from gmpo_kfp.models import load_tokenizer, save_model_dir
 
-    hf_logging.disable_progress_bar()
-    datasets.disable_progress_bars()  # our own bars say how far a run is
     c = config
-    for note in unsupported(c):
-        warnings.warn(f"the trl engine ignores {note}", UserWarning, stacklevel=2)
-    out = Path(c.trainer.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    plan = batch_plan(c)
-    per_rollout = plan["optim_steps_per_rollout"]
-    if len(train_rows) < c.batch.train_batch_size:
-        raise ConfigError(
-            f"batch.train_batch_size ({c.batch.train_batch_size}) exceeds the {len(train_rows)} "
-            "training prompts: lower it or add data"
-        )
-    steps = c.trainer.total_steps or c.trainer.total_epochs * (
-        len(train_rows) // c.batch.train_batch_size
-    )
-    ckpt_dir = out / "checkpoints"
-    resume_from = None
-    if c.trainer.resume == "auto" and ckpt_dir.is_dir():
-        resume_from = get_last_checkpoint(str(ckpt_dir))
-    if c.trainer.resume == "disable" and ckpt_dir.is_dir():
-        shutil.rmtree(ckpt_dir)
-
-    base = resolve_model_path(c.model.path, out)
+    sft_rows = read_rl_files(c.data.sft_files, "data.sft_files")
+    if not sft_rows:
+        raise ConfigError("sft.enabled: data.sft_files is empty; give warm-up data or disable it")
+    check_rows = read_rl_files(c.data.train_files, "data.train_files")
     tokenizer = load_tokenizer(base)
     torch.manual_seed(c.trainer.seed)
-    sft_info: dict[str, Any] | None = None
-    sft_dir = out / "sft-model"
-    if c.sft.enabled and resume_from is None:
-        if c.trainer.resume == "auto" and has_weights(sft_dir):
-            base = str(sft_dir)
-        else:
-            model = AutoModelForCausalLM.from_pretrained(base)
-            print(f"gmpo: supervised warm-up on {len(sft_rows)} examples", file=sys.stderr)
-            sft_info = sft_warmup(
-                c, model, tokenizer, sft_rows, train_rows, out / "sft", progress=progress
-            )
-            save_model_dir(model, tokenizer, sft_dir)
-            base = str(sft_dir)
-            print(
-                f"gmpo: warm-up stopped after {sft_info['steps']} steps "
-                f"({sft_info['seconds']:.0f} s), check Pass@1 {sft_info['pass_at_1']}",
-                file=sys.stderr,
-            )
-    elif c.sft.enabled:
-        base = str(sft_dir)
     model = AutoModelForCausalLM.from_pretrained(base)
-    if resume_from is None:
-        # the run ends with these weights and steps; the metrics of a previous run go
-        M.truncate_after(out / "metrics.jsonl", -1)
-    else:
-        M.truncate_after(out / "metrics.jsonl", int(resume_from.rsplit("-", 1)[1]) // per_rollout)
-    args = trl_args(c, str(ckpt_dir), max_steps=steps)
-    for key, value in (trl_overrides or {}).items():
-        if not hasattr(args, key):
-            raise ConfigError(f"trl_overrides: {type(args).__name__} has no field {key!r}")
-        setattr(args, key, value)
-    validation = None
-    if val_rows and c.trainer.test_freq != 0:
-        validation = ValidationCallback(
-            val_rows,
-            every=c.trainer.test_freq,
-            per_rollout=per_rollout,
-            before=c.trainer.val_before_train and resume_from is None,
-            temperature=c.rollout.val_temperature,
-            top_p=c.rollout.val_top_p,
-            n=c.rollout.val_n,
-            max_new_tokens=c.data.max_response_length,
-            seed=c.trainer.seed,
-        )
-    writer = M.MetricsWriter(out / "metrics.jsonl")
-    metrics_cb = MetricsCallback(writer, validation, per_rollout=per_rollout)
-    callbacks = [*(cb for cb in (validation, metrics_cb) if cb is not None), *callbacks]
-    if progress:
-        callbacks.append(ProgressCallback(steps, metrics_cb, per_rollout=per_rollout, desc=c.name))
-    from gmpo_kfp.reward import trl_reward
-
-    trainer = trainer_class(c)(
-        model=model,
-        reward_funcs=[trl_reward],
-        args=args,
-        train_dataset=_rl_dataset(train_rows),
-        processing_class=tokenizer,
-        callbacks=callbacks,
-        gmpo_config=c,
+    print(f"gmpo: supervised warm-up on {len(sft_rows)} examples", file=sys.stderr)
+    info = sft_warmup(
+        c, model, tokenizer, sft_rows, check_rows, target.parent / "sft", progress=progress
     )
-    _quiet(trainer)
-    start = time.perf_counter()
-    try:
-        trainer.train(resume_from_checkpoint=resume_from)
-    finally:
-        writer.close()
-    seconds = time.perf_counter() - start
-    model_dir = save_model_dir(trainer, tokenizer, out / "model")
-    before, after = M.validation_before_after(out / "metrics.jsonl")
-    return {
-        "model_dir": model_dir,
-        "metrics_file": out / "metrics.jsonl",
-        "steps": trainer.state.global_step // per_rollout,
-        "seconds": seconds,
-        "resumed_from": resume_from,
-        "sft": sft_info,
-        "pass_at_1_before": before,
-        "pass_at_1_after": after,
-    }
+    save_model_dir(model, tokenizer, target)
+    print(
+        f"gmpo: warm-up stopped after {info['steps']} steps "
+        f"({info['seconds']:.0f} s), check Pass@1 {info['pass_at_1']}",
+        file=sys.stderr,
+    )
+    return info
+
+
+class TRLEngine:
+    """TRL's ``GMPOTrainer`` / ``GRPOTrainer`` on this machine (see the module docstring).
+
+    ``callbacks``: extra ``transformers.TrainerCallback`` objects; ``overrides``: fields of
+    the generated ``GMPOConfig``/``GRPOConfig`` our config does not cover (e.g.
+    ``{"generation_kwargs": {"min_new_tokens": 32}}``).
+    """
+
+    name = "trl"
+
+    def __init__(
+        self,
+        *,
+        callbacks: Sequence[TrainerCallback] = (),
+        overrides: dict[str, Any] | None = None,
+    ):
+        self.callbacks = list(callbacks)
+        self.overrides = dict(overrides or {})
+
+    def checkpoints(self, config: TrainConfig) -> TRLLayout:
+        return TRLLayout(batch_plan(config)["optim_steps_per_rollout"])
+
+    def run(self, config: TrainConfig, *, progress: bool = True) -> EngineRun:
+        """Train with TRL as ``config`` says, from ``model.path``, resuming when asked."""
+        import datasets
+        from transformers import AutoModelForCausalLM
+        from transformers.utils import logging as hf_logging
+
+        from gmpo_kfp.models import load_tokenizer, save_model_dir
+
+        hf_logging.disable_progress_bar()
+        datasets.disable_progress_bars()  # our own bars say how far a run is
+        c = config
+        for note in unsupported(c):
+            warnings.warn(f"the trl engine ignores {note}", UserWarning, stacklevel=2)
+        train_rows = read_rl_files(c.data.train_files, "data.train_files")
+        if not train_rows:
+            raise DataError(
+                "data.train_files: the files hold no rows; give a non-empty parquet file"
+            )
+        val_rows = read_rl_files(c.data.val_files, "data.val_files")
+        print(
+            f"gmpo: trl engine, {c.algorithm.loss} loss, {len(train_rows)} training prompts, "
+            f"output {c.trainer.output_dir}",
+            file=sys.stderr,
+        )
+        out = Path(c.trainer.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        plan = batch_plan(c)
+        per_rollout = plan["optim_steps_per_rollout"]
+        if len(train_rows) < c.batch.train_batch_size:
+            raise ConfigError(
+                f"batch.train_batch_size ({c.batch.train_batch_size}) exceeds the "
+                f"{len(train_rows)} training prompts: lower it or add data"
+            )
+        steps = c.trainer.total_steps or c.trainer.total_epochs * (
+            len(train_rows) // c.batch.train_batch_size
+        )
+        ckpt_dir = out / "checkpoints"
+        resume = latest(self.checkpoints(c), ckpt_dir) if c.trainer.resume == "auto" else None
+        tokenizer = load_tokenizer(c.model.path)
+        torch.manual_seed(c.trainer.seed)
+        model = AutoModelForCausalLM.from_pretrained(c.model.path)
+        args = trl_args(c, str(ckpt_dir), max_steps=steps)
+        for key, value in self.overrides.items():
+            if not hasattr(args, key):
+                raise ConfigError(f"trl_overrides: {type(args).__name__} has no field {key!r}")
+            setattr(args, key, value)
+        validation = None
+        if val_rows and c.trainer.test_freq != 0:
+            validation = ValidationCallback(
+                val_rows,
+                every=c.trainer.test_freq,
+                per_rollout=per_rollout,
+                before=c.trainer.val_before_train and resume is None,
+                temperature=c.rollout.val_temperature,
+                top_p=c.rollout.val_top_p,
+                n=c.rollout.val_n,
+                max_new_tokens=c.data.max_response_length,
+                seed=c.trainer.seed,
+            )
+        writer = M.MetricsWriter(out / "metrics.jsonl")
+        metrics_cb = MetricsCallback(writer, validation, per_rollout=per_rollout)
+        callbacks = [*(cb for cb in (validation, metrics_cb) if cb is not None), *self.callbacks]
+        if progress:
+            callbacks.append(
+                ProgressCallback(steps, metrics_cb, per_rollout=per_rollout, desc=c.name)
+            )
+        from gmpo_kfp.reward import trl_reward
+
+        trainer = trainer_class(c)(
+            model=model,
+            reward_funcs=[trl_reward],
+            args=args,
+            train_dataset=_rl_dataset(train_rows),
+            processing_class=tokenizer,
+            callbacks=callbacks,
+            gmpo_config=c,
+        )
+        _quiet(trainer)
+        start = time.perf_counter()
+        try:
+            trainer.train(resume_from_checkpoint=str(resume.path) if resume else None)
+        finally:
+            writer.close()
+        seconds = time.perf_counter() - start
+        return EngineRun(
+            model_dir=save_model_dir(trainer, tokenizer, out / "model"),
+            metrics_file=out / "metrics.jsonl",
+            steps=trainer.state.global_step // per_rollout,
+            seconds=seconds,
+        )

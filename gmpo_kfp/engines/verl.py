@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from gmpo_kfp.config import ConfigError, TrainConfig
+from gmpo_kfp.engines.base import Checkpoint, EngineRun, latest
 
 A = "actor_rollout_ref.actor."
 R = "actor_rollout_ref.rollout."
@@ -112,11 +113,6 @@ def verl_override_map(config: TrainConfig, device: str = "gpu") -> dict[str, Any
     if c.optim.lr_schedule == "linear":
         raise ConfigError(
             "optim.lr_schedule=linear is not available in verl: use constant or cosine"
-        )
-    if c.sft.enabled:
-        raise ConfigError(
-            "sft.enabled: verl has no supervised warm-up here; warm up with engine=trl "
-            "and pass its model as model.path, or set sft.enabled=false"
         )
     o: dict[str, Any] = {}
     o["algorithm.adv_estimator"] = "grpo"
@@ -219,22 +215,39 @@ def verl_overrides(config: TrainConfig, device: str = "gpu") -> list[str]:
 
 
 def verl_command(config: TrainConfig, python: str = "python3", device: str = "gpu") -> list[str]:
-    """The full argv of the verl launch."""
-    return [python, "-m", "verl.trainer.main_ppo", *verl_overrides(config, device)]
+    """The full argv of the verl launch (Hydra's own logs go under ``output_dir/hydra``)."""
+    hydra = [f"hydra.run.dir={config.trainer.output_dir}/hydra", "hydra.output_subdir=null"]
+    return [python, "-m", "verl.trainer.main_ppo", *verl_overrides(config, device), *hydra]
 
 
 # --------------------------------------------------------------------------- launch
 
+#: verl writes this after every file of a checkpoint: the newest complete one.
+LATEST_MARKER = "latest_checkpointed_iteration.txt"
 
-def latest_checkpoint(checkpoint_dir: str | os.PathLike) -> Path | None:
-    """``global_step_N/actor`` of verl's ``latest_checkpointed_iteration.txt``, if any."""
-    root = Path(checkpoint_dir)
-    marker = root / "latest_checkpointed_iteration.txt"
-    if not marker.is_file():
-        return None
-    step = marker.read_text().strip()
-    actor = root / f"global_step_{step}" / "actor"
-    return actor if actor.is_dir() else None
+
+class VerlLayout:
+    """verl's checkpoints: ``global_step_N/actor``; complete once ``LATEST_MARKER`` reaches N."""
+
+    def complete(self, root: Path) -> list[Checkpoint]:
+        try:
+            newest = int((root / LATEST_MARKER).read_text().strip())
+        except (OSError, ValueError):
+            return []
+        found = []
+        for folder in root.glob("global_step_*"):
+            try:
+                step = int(folder.name.rsplit("_", 1)[1])
+            except ValueError:
+                continue
+            if step <= newest and (folder / "actor").is_dir():
+                found.append(Checkpoint(step, folder))
+        return sorted(found, key=lambda c: c.step)
+
+    def restored(self, root: Path, checkpoint: Checkpoint) -> None:
+        from gmpo_kfp.storage import write_atomic
+
+        write_atomic(root / LATEST_MARKER, str(checkpoint.step))
 
 
 def merge_command(
@@ -265,55 +278,89 @@ def _stream(cmd: list[str], env: dict[str, str], what: str) -> None:
         tail: list[str] = []
         for line in proc.stdout:
             sys.stderr.write(line)
-            tail = [*tail[-19:], line.rstrip()]
+            tail = [*tail[-199:], line.rstrip()]
         code = proc.wait()
     if code != 0:
-        last = next((t for t in reversed(tail) if t.strip()), "no output")
-        raise RuntimeError(f"{what} failed with exit code {code}: {last}")
+        raise RuntimeError(f"{what} failed with exit code {code}: {failure_line(tail)}")
 
 
-def run(config: TrainConfig, *, python: str | None = None) -> dict[str, Any]:
-    """Train with verl in a child process, then merge the latest checkpoint to HF format.
+def failure_line(lines: list[str]) -> str:
+    """The line of a failed run's output that says why: its last error, else its last line."""
+    said = [t.strip() for t in lines if t.strip() and "HYDRA_FULL_ERROR" not in t]
+    errors = [t for t in said if "Error" in t or t.startswith("Could not")]  # Hydra's own
+    return (errors or said or ["no output"])[-1]
 
-    verl reads its data from ``data.train_files``/``val_files`` and writes its
-    ``file`` logger records to ``output_dir/metrics.jsonl`` (the same shape the TRL
-    engine writes); the registration of our loss reaches every Ray worker through
-    the ``verl.plugins`` entry point.
+
+def cuda_here() -> bool:
+    """A CUDA device is visible to this process."""
+    import torch
+
+    return torch.cuda.is_available()
+
+
+class VerlEngine:
+    """verl's ``main_ppo`` in a child process (one node) or on a KubeRay RayJob (several).
+
+    verl reads ``data.train_files``/``val_files`` and writes its ``file`` logger records
+    to ``output_dir/metrics.jsonl`` (the shape the TRL engine writes); our loss reaches
+    every Ray worker through the ``verl.plugins`` entry point, and on a CPU our CPU
+    support through ``VERL_USE_EXTERNAL_MODULES`` (:mod:`gmpo_kfp.verl_cpu`). The latest
+    checkpoint is merged to a Hugging Face model with ``verl.model_merger``.
+
+    ``python``: the interpreter that runs verl (default: this one).
     """
-    from gmpo_kfp import metrics as M
-    from gmpo_kfp.models import replace_dir
 
-    python = python or sys.executable
-    out = Path(config.trainer.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    metrics_file = out / "metrics.jsonl"
-    env = {**os.environ, "VERL_FILE_LOGGER_PATH": str(metrics_file)}
-    start = time.perf_counter()
-    if config.resources.nnodes > 1:
-        from gmpo_kfp.engines.rayjob import run_on_kuberay
+    name = "verl"
 
-        run_on_kuberay(config, env={"VERL_FILE_LOGGER_PATH": str(metrics_file)})
-    else:
-        _stream(verl_command(config, python=python), env, "verl training")
-    seconds = time.perf_counter() - start
-    actor = latest_checkpoint(out / "checkpoints")
-    if actor is None:
-        raise RuntimeError(
-            f"verl wrote no checkpoint under {out / 'checkpoints'}: set trainer.save_freq > 0"
+    def __init__(self, *, python: str | None = None):
+        self.python = python or sys.executable
+
+    def checkpoints(self, config: TrainConfig) -> VerlLayout:
+        return VerlLayout()
+
+    def run(self, config: TrainConfig, *, progress: bool = True) -> EngineRun:
+        from gmpo_kfp.models import replace_dir
+
+        c = config
+        device = verl_device(c, cuda=cuda_here())
+        out = Path(c.trainer.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        metrics_file = out / "metrics.jsonl"
+        env = {"VERL_FILE_LOGGER_PATH": str(metrics_file)}
+        if device == "cpu":
+            from gmpo_kfp import verl_cpu
+
+            why = "verl.device=cpu" if c.verl.device == "cpu" else "no GPU here"
+            print(
+                f"gmpo: verl on the CPU ({why}): gloo, FSDP2, sdpa attention, "
+                f"{verl_cpu.ROLLOUT_NAME} rollouts; set verl.device=gpu for vLLM on GPUs",
+                file=sys.stderr,
+            )
+            env.update(verl_cpu.environment())
+        print(f"gmpo: verl engine, {c.algorithm.loss} loss, output {out}", file=sys.stderr)
+        start = time.perf_counter()
+        if c.resources.nnodes > 1:
+            from gmpo_kfp.engines.rayjob import run_on_kuberay
+
+            run_on_kuberay(c, command=verl_command(c, python="python3"), env=env)
+        else:
+            command = verl_command(c, python=self.python, device=device)
+            _stream(command, {**os.environ, **env}, "verl training")
+        seconds = time.perf_counter() - start
+        newest = latest(self.checkpoints(c), out / "checkpoints")
+        if newest is None:
+            raise RuntimeError(
+                f"verl wrote no checkpoint under {out / 'checkpoints'}: set trainer.save_freq > 0"
+            )
+        model_dir = out / "model"
+        staging = out / ".model.merging"
+        shutil.rmtree(staging, ignore_errors=True)
+        _stream(
+            merge_command(newest.path / "actor", staging, self.python),
+            {**os.environ, **env},
+            "verl model merge",
         )
-    model_dir = out / "model"
-    staging = out / ".model.merging"
-    shutil.rmtree(staging, ignore_errors=True)
-    _stream(merge_command(actor, staging, python), env, "verl model merge")
-    replace_dir(staging, model_dir)
-    before, after = M.validation_before_after(metrics_file)
-    return {
-        "model_dir": model_dir,
-        "metrics_file": metrics_file,
-        "steps": int(actor.parent.name.rsplit("_", 1)[1]),
-        "seconds": seconds,
-        "resumed_from": None,
-        "sft": None,
-        "pass_at_1_before": before,
-        "pass_at_1_after": after,
-    }
+        replace_dir(staging, model_dir)
+        return EngineRun(
+            model_dir=model_dir, metrics_file=metrics_file, steps=newest.step, seconds=seconds
+        )

@@ -80,6 +80,7 @@ def test_a_run_logs_exports_and_registers_no_credential(tmp_path, capfd, monkeyp
                     scraped.append(r.read().decode())
 
         from gmpo_kfp.config import apply_overrides
+        from gmpo_kfp.engines.trl import TRLEngine
         from gmpo_kfp.presets import load_preset
         from gmpo_kfp.training import train
 
@@ -95,7 +96,7 @@ def test_a_run_logs_exports_and_registers_no_credential(tmp_path, capfd, monkeyp
                 "monitoring.metrics_host=127.0.0.1",
             ],
         )
-        result = train(config, progress=False, callbacks=[Scrape()])
+        result = train(config, engine=TRLEngine(callbacks=[Scrape()]), progress=False)
         out = stages.train_stage(
             preset="tiny-cpu",
             overrides=[*SHORT, "trainer.total_steps=2"],

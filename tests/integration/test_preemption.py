@@ -55,7 +55,7 @@ def step_kwargs(tmp_path: Path, output: str, work: str) -> dict:
 
 def latest_step(store) -> int:
     raw = store.get_bytes("checkpoints/latest.json")
-    return int(json.loads(raw)["checkpoint"].rsplit("-", 1)[1]) if raw else 0
+    return int(json.loads(raw)["step"]) if raw else 0
 
 
 def test_sigkill_mid_run_then_restart_matches_an_uninterrupted_run(tmp_path, bucket):

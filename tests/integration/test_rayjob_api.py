@@ -100,7 +100,7 @@ def test_sigterm_deletes_the_job(tmp_path):
 def test_run_on_kuberay_needs_the_output_on_the_shared_volume(tmp_path):
     config = two_nodes(**{"trainer.output_dir": str(tmp_path / "run")})
     with pytest.raises(rayjob.ConfigError, match=r"trainer.output_dir: .* shared volume"):
-        rayjob.run_on_kuberay(config, env={}, client=object(), namespace=NS)
+        rayjob.run_on_kuberay(config, command=["true"], env={}, client=object(), namespace=NS)
 
 
 def test_run_on_kuberay_names_the_job_after_the_output_folder(tmp_path):
@@ -109,6 +109,7 @@ def test_run_on_kuberay_names_the_job_after_the_output_folder(tmp_path):
     with serve_kube_api(api) as url:
         status = rayjob.run_on_kuberay(
             config,
+            command=["python3", "-m", "verl.trainer.main_ppo"],
             env={"VERL_FILE_LOGGER_PATH": "m.jsonl"},
             client=api_client(url),
             namespace=NS,

@@ -13,6 +13,7 @@ from gmpo_kfp import metrics as M
 from gmpo_kfp.config import config_from_dict
 from gmpo_kfp.data.arithmetic import arithmetic_rows
 from gmpo_kfp.data.schema import write_rl_parquet
+from gmpo_kfp.engines.trl import TRLEngine
 from gmpo_kfp.training import train
 
 
@@ -124,7 +125,7 @@ def test_off_policy_steps_move_the_ratios_and_the_clip_counts(tmp_path, data):
 def test_resume_auto_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, data):
     straight = train(tiny_config(tmp_path / "straight", data), progress=False)
     out = tmp_path / "resumed"
-    first = train(tiny_config(out, data), progress=False, callbacks=[StopAt(2)])
+    first = train(tiny_config(out, data), engine=TRLEngine(callbacks=[StopAt(2)]), progress=False)
     assert first.steps == 2 and (out / "checkpoints" / "checkpoint-2").is_dir()
     second = train(tiny_config(out, data), progress=False)
     assert second.resumed_from.endswith("checkpoint-2") and second.steps == 4

@@ -15,18 +15,19 @@ from gmpo_kfp.presets import load_preset, preset_names
 CONFIG_DIR = str(Path(verl.trainer.__file__).parent / "config")
 
 
-def verl_config(name: str):
+def verl_config(name: str, device: str = "gpu"):
     config = load_preset(name)
-    if name == "tiny-cpu":  # verl has no linear schedule nor warm-up: the mapping refuses them
-        config = apply_overrides(config, ["optim.lr_schedule=cosine", "sft.enabled=false"])
+    if name == "tiny-cpu":  # verl has no linear schedule: the mapping refuses it
+        config = apply_overrides(config, ["optim.lr_schedule=cosine"])
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
-        return config, compose("ppo_trainer", overrides=verl_overrides(config))
+        return config, compose("ppo_trainer", overrides=verl_overrides(config, device))
 
 
+@pytest.mark.parametrize("device", ["gpu", "cpu"])
 @pytest.mark.parametrize("name", preset_names())
-def test_every_override_lands_in_verls_config(name):
-    config, composed = verl_config(name)
-    for key, value in verl_override_map(config).items():
+def test_every_override_lands_in_verls_config(name, device):
+    config, composed = verl_config(name, device)
+    for key, value in verl_override_map(config, device).items():
         node = composed
         for part in key.lstrip("+").split("."):
             assert part in node, f"{name}: {key}"
@@ -34,6 +35,8 @@ def test_every_override_lands_in_verls_config(name):
         got = list(node) if hasattr(node, "__len__") and not isinstance(node, str) else node
         assert got == value, (key, got, value)
     assert composed.actor_rollout_ref.actor.policy_loss.loss_mode == "gmpo"
+    rollout = composed.actor_rollout_ref.rollout.name
+    assert rollout == ("transformers" if device == "cpu" else "vllm")
 
 
 def test_verl_loads_our_grader_as_its_custom_reward_function():

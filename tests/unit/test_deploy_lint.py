@@ -46,7 +46,7 @@ def test_dockerfile_is_multi_stage_pinned_non_root_and_labelled(dockerfile):
 
 def test_trainer_image_takes_the_verl_our_extra_pins():
     pyproject = (ROOT / "pyproject.toml").read_text()
-    (pin,) = re.findall(r'verl = \["verl==([\d.]+)"\]', pyproject)
+    (pin,) = re.findall(r'verl = \[\s*"verl==([\d.]+)"', pyproject)
     assert f'"verl[vllm]=={pin}"' in (ROOT / "images" / "trainer" / "Dockerfile").read_text()
 
 

@@ -28,6 +28,7 @@ def two_nodes(**sets):
 def build(config=None):
     return rayjob.build_rayjob(
         config or two_nodes(),
+        command=verl_command(config or two_nodes(), python="python3"),
         name="gmpo-r1-0123456789",
         namespace="kubeflow-user",
         env={"VERL_FILE_LOGGER_PATH": "/mnt/gmpo/r1/metrics.jsonl"},
@@ -119,7 +120,7 @@ def test_names_are_stable_short_and_dns_safe():
     assert re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", a)
     assert a != rayjob.rayjob_name("/mnt/gmpo/other")
     with pytest.raises(ConfigError, match="RayJob name"):
-        rayjob.build_rayjob(two_nodes(), name="Bad_Name", namespace="ns")
+        rayjob.build_rayjob(two_nodes(), command=["true"], name="Bad_Name", namespace="ns")
 
 
 def test_the_validators_refuse_a_misspelt_field():

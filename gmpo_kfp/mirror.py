@@ -1,0 +1,145 @@
+"""Checkpoints mirrored to ``<output_uri>/checkpoints`` while training runs, for either engine.
+
+A retried train step (a preempted pod, a new node, an empty work folder) restores
+the latest mirrored checkpoint and resumes from it. The mirror watches the
+engine's checkpoint folder, as the Prometheus exporter follows the metrics file:
+no engine calls it, so TRL and verl are mirrored the same way. Which folders are
+complete checkpoints is the engine's :class:`~gmpo_kfp.engines.base.CheckpointLayout`.
+
+Store layout::
+
+    checkpoints/<name>/...      the checkpoint's files
+    checkpoints/metrics.jsonl   the metrics file as it was at that checkpoint
+    checkpoints/latest.json     {"checkpoint", "step", "files": {rel: {size, sha256}}}
+
+``latest.json`` is written after every file of its checkpoint, so a reader only
+ever restores a complete one; every restored file is checked against its SHA-256.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from pathlib import Path
+
+from gmpo_kfp import storage
+from gmpo_kfp.engines.base import Checkpoint, CheckpointLayout, latest
+
+LATEST = "latest.json"
+METRICS = "metrics.jsonl"
+
+
+def _say(message: str) -> None:
+    print(f"gmpo: {message}", file=sys.stderr, flush=True)
+
+
+class CheckpointMirror:
+    """Uploads each new complete checkpoint of ``work_dir/checkpoints``; restores the latest."""
+
+    def __init__(
+        self,
+        output_uri: str,
+        work_dir: str | Path,
+        layout: CheckpointLayout,
+        *,
+        poll_s: float = 1.0,
+    ):
+        self.uri = f"{output_uri.rstrip('/')}/checkpoints"
+        self.work_dir = Path(work_dir)
+        self.root = self.work_dir / "checkpoints"
+        self.layout = layout
+        self.poll_s = poll_s
+        self.mirrored: list[int] = []  # steps uploaded by this mirror, in order
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def _store(self) -> storage.Store:
+        return storage.open_store(self.uri)
+
+    # ------------------------------------------------------------------ restore
+
+    def restore(self) -> Checkpoint | None:
+        """Download the latest mirrored checkpoint (and its metrics) unless it is here."""
+        store = self._store()
+        raw = store.get_bytes(LATEST)
+        if raw is None:
+            return None
+        body = json.loads(raw)
+        name, step = body["checkpoint"], int(body["step"])
+        local = self.root / name
+        here = latest(self.layout, self.root)
+        if here is None or here.step < step:
+            for rel, meta in body["files"].items():
+                store.download_file(f"{name}/{rel}", local / rel, sha256=meta["sha256"])
+            if body.get("metrics"):
+                store.download_file(METRICS, self.work_dir / METRICS, sha256=body["metrics"])
+        checkpoint = Checkpoint(step, local)
+        self.layout.restored(self.root, checkpoint)
+        _say(f"restored {name} (step {step}) from {store.url(name)}")
+        return checkpoint
+
+    # ------------------------------------------------------------------ mirror
+
+    def upload(self, checkpoint: Checkpoint) -> None:
+        """Upload one checkpoint, then the metrics file, then point ``latest.json`` at it."""
+        store = self._store()
+        files = store.upload_dir(checkpoint.path, checkpoint.name)
+        body: dict = {"checkpoint": checkpoint.name, "step": checkpoint.step, "files": files}
+        metrics = self.work_dir / METRICS
+        if metrics.exists():
+            snapshot = self.work_dir / f".{METRICS}.mirror"
+            snapshot.write_bytes(metrics.read_bytes())  # the file grows while it uploads
+            store.upload_file(snapshot, METRICS)
+            body["metrics"] = storage.sha256_file(snapshot)
+            snapshot.unlink()
+        store.put_bytes(LATEST, json.dumps(body, sort_keys=True).encode())
+        self.mirrored.append(checkpoint.step)
+        _say(f"checkpoint {checkpoint.name} (step {checkpoint.step}) mirrored to {self.uri}")
+
+    def scan(self) -> None:
+        """Upload the newest complete checkpoint if it is newer than the last one mirrored."""
+        newest = latest(self.layout, self.root)
+        if newest is None or (self.mirrored and newest.step <= self.mirrored[-1]):
+            return
+        try:
+            self.upload(newest)
+        except FileNotFoundError:
+            return  # rotated away by the engine while uploading: a newer one is there
+
+    def _watch(self) -> None:
+        try:
+            while not self._stop.wait(self.poll_s):
+                self.scan()
+        except BaseException as exc:  # re-raised in the training thread by stop()
+            self._error = exc
+
+    def start(self) -> CheckpointMirror:
+        """Mirror the current newest checkpoint as already there, then watch for new ones."""
+        here = latest(self.layout, self.root)
+        if here is not None:
+            self.mirrored.append(here.step)
+        self._thread = threading.Thread(target=self._watch, name="gmpo-mirror", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop watching and mirror what the run ended with; a mirror failure raises here."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+        self.scan()
+
+    def __enter__(self) -> CheckpointMirror:
+        return self.start()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.stop()
+        else:  # the run failed: stop watching, keep its error
+            self._stop.set()
+            if self._thread is not None:
+                self._thread.join()
