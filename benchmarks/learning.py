@@ -21,21 +21,21 @@ from pathlib import Path
 
 
 def one_run(loss: str, seed: int, out: Path, sets: list[str]) -> dict:
-    from gmpo_kfp.config import apply_overrides
+    from gmpo_kfp.config import apply_overrides, with_values
     from gmpo_kfp.presets import load_preset
     from gmpo_kfp.training import train
 
-    config = apply_overrides(
+    config = with_values(
         load_preset("tiny-cpu"),
-        [
-            f"algorithm.loss={loss}",
-            f"trainer.seed={seed}",
-            f"trainer.output_dir={out}",
-            "trainer.save_freq=-1",
-            "trainer.resume=disable",
-            *sets,
-        ],
+        {
+            "algorithm.loss": loss,
+            "trainer.seed": seed,
+            "trainer.output_dir": str(out),
+            "trainer.save_freq": -1,
+            "trainer.resume": "disable",
+        },
     )
+    config = apply_overrides(config, sets)  # the user's --set text, parsed once
     start = time.perf_counter()
     result = train(config, progress=False)
     wall = time.perf_counter() - start

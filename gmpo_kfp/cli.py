@@ -74,13 +74,11 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from gmpo_kfp.config import with_values
     from gmpo_kfp.training import train
 
-    if args.resume:
-        args.set = [*(args.set or []), f"trainer.resume={args.resume}"]
-    if args.output:
-        args.set = [*(args.set or []), f"trainer.output_dir={args.output}"]
-    config = resolve_config(args)
+    values = {"trainer.resume": args.resume, "trainer.output_dir": args.output}
+    config = with_values(resolve_config(args), {k: v for k, v in values.items() if v})
     result = train(config, progress=not args.no_progress)
     print(result.summary())
     if args.json:

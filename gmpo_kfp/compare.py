@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from gmpo_kfp import metrics as M
-from gmpo_kfp.config import ConfigError, TrainConfig, apply_overrides
+from gmpo_kfp.config import ConfigError, TrainConfig, with_values
 from gmpo_kfp.storage import write_atomic
 
 KNOWN_LOSSES = ("gmpo", "grpo", "gspo")
@@ -154,17 +154,17 @@ def regimes(iterations: int) -> dict[str, int]:
 def _run_config(
     base: TrainConfig, out: Path, *, loss: str, seed: int, passes: int, warm: Path | None
 ) -> TrainConfig:
-    sets = [
-        f"algorithm.loss={loss}",
-        f"algorithm.ppo_epochs={passes}",
-        f"trainer.seed={seed}",
-        f"trainer.output_dir={out}",
-        "trainer.save_freq=-1",
-        "trainer.resume=disable",
-    ]
+    values: dict[str, object] = {
+        "algorithm.loss": loss,
+        "algorithm.ppo_epochs": passes,
+        "trainer.seed": seed,
+        "trainer.output_dir": str(out),
+        "trainer.save_freq": -1,
+        "trainer.resume": "disable",
+    }
     if warm is not None:
-        sets += [f"model.path={warm}", "sft.enabled=false"]
-    return apply_overrides(base, sets)
+        values |= {"model.path": str(warm), "sft.enabled": False}
+    return with_values(base, values)
 
 
 def run_study(

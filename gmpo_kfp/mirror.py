@@ -18,6 +18,7 @@ ever restores a complete one; every restored file is checked against its SHA-256
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
@@ -54,6 +55,8 @@ class CheckpointMirror:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+        self._latest: dict = {}  # the body of the latest.json this mirror wrote
+        self._metrics_seen = -1  # size of the metrics file last uploaded
 
     def _store(self) -> storage.Store:
         return storage.open_store(self.uri)
@@ -86,27 +89,40 @@ class CheckpointMirror:
         """Upload one checkpoint, then the metrics file, then point ``latest.json`` at it."""
         store = self._store()
         files = store.upload_dir(checkpoint.path, checkpoint.name)
-        body: dict = {"checkpoint": checkpoint.name, "step": checkpoint.step, "files": files}
+        self._latest = {"checkpoint": checkpoint.name, "step": checkpoint.step, "files": files}
+        self._put_latest(store)
+        self.mirrored.append(checkpoint.step)
+        _say(f"checkpoint {checkpoint.name} (step {checkpoint.step}) mirrored to {self.uri}")
+
+    def _put_latest(self, store: storage.Store) -> None:
+        """The metrics file as it is now, then ``latest.json`` naming it and the checkpoint.
+
+        A restore keeps the records up to the checkpoint's step; the step's own record
+        is often written just after its checkpoint, so the metrics follow the run.
+        """
+        body = dict(self._latest)
         metrics = self.work_dir / METRICS
         if metrics.exists():
             snapshot = self.work_dir / f".{METRICS}.mirror"
             snapshot.write_bytes(metrics.read_bytes())  # the file grows while it uploads
             store.upload_file(snapshot, METRICS)
             body["metrics"] = storage.sha256_file(snapshot)
+            self._metrics_seen = metrics.stat().st_size
             snapshot.unlink()
         store.put_bytes(LATEST, json.dumps(body, sort_keys=True).encode())
-        self.mirrored.append(checkpoint.step)
-        _say(f"checkpoint {checkpoint.name} (step {checkpoint.step}) mirrored to {self.uri}")
 
     def scan(self) -> None:
-        """Upload the newest complete checkpoint if it is newer than the last one mirrored."""
+        """Upload the newest complete checkpoint if it is newer than the last one mirrored;
+        else refresh the mirrored metrics file when it has grown."""
         newest = latest(self.layout, self.root)
-        if newest is None or (self.mirrored and newest.step <= self.mirrored[-1]):
+        if newest is not None and not (self.mirrored and newest.step <= self.mirrored[-1]):
+            # FileNotFoundError: rotated away by the engine while uploading; a newer one is there
+            with contextlib.suppress(FileNotFoundError):
+                self.upload(newest)
             return
-        try:
-            self.upload(newest)
-        except FileNotFoundError:
-            return  # rotated away by the engine while uploading: a newer one is there
+        metrics = self.work_dir / METRICS
+        if self._latest and metrics.exists() and metrics.stat().st_size != self._metrics_seen:
+            self._put_latest(self._store())
 
     def _watch(self) -> None:
         try:

@@ -551,6 +551,15 @@ class TRLLayout:
         return None  # the Trainer resumes from the folder it is given
 
 
+def _no_library_bars() -> None:
+    """No per-map bars from datasets and transformers: our own bars say how far a run is."""
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+
+
 def warm_up(config: TrainConfig, base: str, target: Path, *, progress: bool = True) -> dict:
     """The supervised warm-up (``sft.*``) of the model at ``base``, saved to ``target``.
 
@@ -560,6 +569,7 @@ def warm_up(config: TrainConfig, base: str, target: Path, *, progress: bool = Tr
 
     from gmpo_kfp.models import load_tokenizer, save_model_dir
 
+    _no_library_bars()
     c = config
     sft_rows = read_rl_files(c.data.sft_files, "data.sft_files")
     if not sft_rows:
@@ -605,14 +615,11 @@ class TRLEngine:
 
     def run(self, config: TrainConfig, *, progress: bool = True) -> EngineRun:
         """Train with TRL as ``config`` says, from ``model.path``, resuming when asked."""
-        import datasets
         from transformers import AutoModelForCausalLM
-        from transformers.utils import logging as hf_logging
 
         from gmpo_kfp.models import load_tokenizer, save_model_dir
 
-        hf_logging.disable_progress_bar()
-        datasets.disable_progress_bars()  # our own bars say how far a run is
+        _no_library_bars()
         c = config
         for note in unsupported(c):
             warnings.warn(f"the trl engine ignores {note}", UserWarning, stacklevel=2)

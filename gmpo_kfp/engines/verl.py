@@ -173,9 +173,14 @@ def verl_override_map(config: TrainConfig, device: str = "gpu") -> dict[str, Any
         o[R + "enable_chunked_prefill"] = c.verl.enable_chunked_prefill
     if c.verl.max_num_batched_tokens is not None:
         o[R + "max_num_batched_tokens"] = c.verl.max_num_batched_tokens
-    if not c.batch.dynamic_batch_size:
-        o[R + "log_prob_micro_batch_size_per_gpu"] = c.batch.log_prob_micro_batch_size_per_gpu
-        o[REF + "log_prob_micro_batch_size_per_gpu"] = c.batch.log_prob_micro_batch_size_per_gpu
+    for section in (R, REF):  # the log-prob passes batch as the actor does
+        if c.batch.dynamic_batch_size:
+            o[section + "log_prob_use_dynamic_bsz"] = True
+            o[section + "log_prob_max_token_len_per_gpu"] = c.batch.max_token_len_per_gpu
+        else:
+            o[section + "log_prob_micro_batch_size_per_gpu"] = (
+                c.batch.log_prob_micro_batch_size_per_gpu
+            )
     o[REF + "fsdp_config.param_offload"] = c.verl.ref_param_offload
     o["reward.reward_manager.name"] = c.verl.reward_manager
     if c.verl.reward_function == "gmpo":

@@ -1,6 +1,7 @@
 """Training presets as data: one YAML file per recipe, loaded into :class:`TrainConfig`.
 
 - ``gmpo-qwen2.5-7b-math``: verl's GMPO quick start (``run_qwen2_5-7b_math.sh``).
+- ``gmpo-qwen3-8b-math``: verl's GMPO example of today (``run_qwen3_8b_fsdp.sh``).
 - ``gmpo-dapo-qwen2.5-7b-math``: GMPO + DAPO on Qwen2.5-Math-7B (``test_dapo_7b_math.sh``).
 - ``gmpo-dapo-qwen3-30b-a3b-math``: GMPO + DAPO on the Qwen3-30B-A3B MoE model, at the
   README's advised clip 0.2 / 0.2 (the script used 0.4).

@@ -22,11 +22,12 @@ def test_gmpo_raises_held_out_pass_at_1_on_the_tiny_model(tmp_path):
         [
             f"trainer.output_dir={tmp_path / 'run'}",
             f"data.val_files={val}",
-            "trainer.total_steps=400",
+            "trainer.total_steps=800",
             "optim.warmup_steps=50",
             # a schedule of 400 steps instead of 2400 needs a higher peak than the preset's
-            "optim.lr=5e-4",
-            "trainer.test_freq=400",
+            "optim.lr=7e-4",
+            "optim.weight_decay=1.0",
+            "trainer.test_freq=800",
             "trainer.save_freq=-1",
         ],
     )
@@ -37,4 +38,4 @@ def test_gmpo_raises_held_out_pass_at_1_on_the_tiny_model(tmp_path):
     assert before <= 0.25, before  # the warm-up stops under 0.2: RL starts from a weak model
     assert after >= before + 0.08, (before, after)
     records = list(read_metrics(result.metrics_file))
-    assert [r["step"] for r in records if PASS_AT_1 in r["data"]] == [0, 400]
+    assert [r["step"] for r in records if PASS_AT_1 in r["data"]] == [0, 800]

@@ -4,6 +4,7 @@ of an uninterrupted run (TRL engine, tiny model, fixed seed)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -107,3 +108,91 @@ def test_sigkill_mid_run_then_restart_matches_an_uninterrupted_run(tmp_path, buc
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
     assert straight["metrics"]["steps"] == STEPS
+
+
+def _session_pids(sid: int) -> list[int]:
+    """Every live process of session ``sid`` (the worker, verl, Ray's daemons and workers)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getsid(int(entry.name)) == sid:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def kill_session(worker: subprocess.Popen) -> None:
+    """SIGKILL the worker and everything it started, as a node loss does to a pod."""
+    sid = os.getsid(worker.pid)
+    for pid in _session_pids(sid):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    worker.wait()
+    deadline = time.monotonic() + 30
+    while _session_pids(sid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _session_pids(sid), "processes of the killed step survived"
+
+
+VERL_STEPS, VERL_SAVE_EVERY, VERL_KILL_AFTER = 12, 2, 4
+
+
+def verl_step_kwargs(tmp_path: Path, output: str, work: str) -> dict:
+    kwargs = step_kwargs(tmp_path, output, work)
+    kwargs["overrides"] = [
+        *SHORT,
+        "engine=verl",
+        f"trainer.total_steps={VERL_STEPS}",
+        f"trainer.save_freq={VERL_SAVE_EVERY}",
+        "optim.lr_schedule=constant",
+        "optim.warmup_steps=0",
+        "batch.log_prob_micro_batch_size_per_gpu=32",
+    ]
+    return kwargs
+
+
+@pytest.mark.slow
+def test_verl_step_sigkilled_then_restarted_resumes_from_the_mirrored_checkpoint(tmp_path, bucket):
+    stages.prepare_data(
+        source="arithmetic",
+        limit=128,
+        train_path=str(tmp_path / "t.parquet"),
+        val_path=str(tmp_path / "v.parquet"),
+    )
+    output = f"{bucket}/verl-preempted"
+    store = open_store(output)
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.preempt_worker",
+            json.dumps(verl_step_kwargs(tmp_path, output, "w1")),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own session: verl's Ray processes die with it
+    )
+    deadline = time.monotonic() + 400
+    while latest_step(store) < VERL_KILL_AFTER:
+        assert worker.poll() is None, worker.stderr.read()[-3000:]
+        assert time.monotonic() < deadline, "no verl checkpoint reached S3 in time"
+        time.sleep(0.1)
+    kill_session(worker)
+    done_at_kill = max(r["step"] for r in M.read_metrics(tmp_path / "w1" / "metrics.jsonl"))
+    assert done_at_kill < VERL_STEPS, "the run ended before the kill: nothing was tested"
+
+    resumed = stages.train_stage(**verl_step_kwargs(tmp_path, output, "w2"))
+    restored = resumed["restored_step"]
+    assert restored is not None and restored >= VERL_KILL_AFTER
+    assert 0 <= done_at_kill - restored <= VERL_SAVE_EVERY, (done_at_kill, restored)
+    assert resumed["metrics"]["steps"] == VERL_STEPS
+    # the restarted run continued after the restored step: it did not start over
+    steps = [r["step"] for r in M.read_metrics(tmp_path / "w2" / "metrics.jsonl")]
+    assert steps == sorted(steps) and steps[-1] == VERL_STEPS
+    assert [s for s in steps if s <= restored] == list(range(1, restored + 1))
+    assert latest_step(store) == VERL_STEPS

@@ -64,3 +64,8 @@ def test_verl_loads_our_grader_as_its_custom_reward_function():
     assert fn("openai/gsm8k", "#### 3", "4") == {"score": 0.0, "acc": 0.0}
     off = verl_override_map(config_from_dict({"verl": {"reward_function": "verl"}}))
     assert not any("custom_reward_function" in key for key in off)
+
+
+def test_the_qwen3_8b_scripts_balance_batch_is_verls_default():
+    _, composed = verl_config("gmpo-qwen3-8b-math")
+    assert composed.trainer.balance_batch is True  # the script's trainer.balance_batch=True
