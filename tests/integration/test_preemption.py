@@ -163,26 +163,29 @@ def test_verl_step_sigkilled_then_restarted_resumes_from_the_mirrored_checkpoint
     )
     output = f"{bucket}/verl-preempted"
     store = open_store(output)
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.preempt_worker",
-            json.dumps(verl_step_kwargs(tmp_path, output, "w1")),
-        ],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own session: verl's Ray processes die with it
-    )
-    deadline = time.monotonic() + 400
-    while latest_step(store) < VERL_KILL_AFTER:
-        assert worker.poll() is None, worker.stderr.read()[-3000:]
-        assert time.monotonic() < deadline, "no verl checkpoint reached S3 in time"
-        time.sleep(0.1)
-    kill_session(worker)
+    log = tmp_path / "w1.log"  # verl says a lot: a pipe nobody reads would block it
+    with log.open("w") as sink:
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.preempt_worker",
+                json.dumps(verl_step_kwargs(tmp_path, output, "w1")),
+            ],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own session: verl's Ray processes die with it
+        )
+    try:
+        deadline = time.monotonic() + 400
+        while latest_step(store) < VERL_KILL_AFTER:
+            assert worker.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "no verl checkpoint reached S3 in time"
+            time.sleep(0.1)
+    finally:
+        kill_session(worker)
     done_at_kill = max(r["step"] for r in M.read_metrics(tmp_path / "w1" / "metrics.jsonl"))
     assert done_at_kill < VERL_STEPS, "the run ended before the kill: nothing was tested"
 

@@ -98,3 +98,17 @@ def test_whole_pipeline_runs_locally_and_the_gate_decides(tmp_path, threshold, r
         assert result.registered_version is None
         assert not (tmp_path / "out" / "registry").exists()
     assert "wall time" in result.summary()
+
+
+@pytest.mark.slow
+def test_whole_pipeline_on_the_verl_engine_runs_locally(tmp_path):
+    """prepare, train on verl (on this CPU), evaluate, the gate, register: through kfp.local."""
+    verl = [*SHORT, "trainer.total_steps=2", "trainer.test_freq=2", "optim.lr_schedule=constant"]
+    result = run_local(tmp_path / "out", overrides=verl, params=["engine=verl", "threshold=0.0"])
+    assert result.train_metrics["steps"] == 2.0 and result.pass_at_1 is not None
+    assert result.passed is True and result.registered_version == 1
+    runs = tmp_path / "out" / "runs"
+    (latest,) = runs.glob("*/checkpoints/latest.json")
+    assert json.loads(latest.read_text())["checkpoint"] == "global_step_2"
+    manifest = json.loads(result.manifest.read_text())
+    assert manifest["config"]["engine"] == "verl"
