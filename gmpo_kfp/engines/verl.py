@@ -27,6 +27,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -296,6 +297,47 @@ def failure_line(lines: list[str]) -> str:
     return (errors or said or ["no output"])[-1]
 
 
+class LogAppender:
+    """Appends the lines verl's file logger writes to ``source`` onto ``target`` as they come.
+
+    verl opens its file logger with ``"wb"``: a resumed run would wipe the records of the
+    steps before it. It writes to a file of its own instead, and ``target`` (the run's
+    metrics file, which the mirror and the Prometheus exporter follow) keeps them all.
+    """
+
+    def __init__(self, source: Path, target: Path, *, poll_s: float = 0.5):
+        self.source, self.target, self.poll_s = source, target, poll_s
+        self._offset = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gmpo-verl-log", daemon=True)
+
+    def drain(self) -> None:
+        if not self.source.exists():
+            return
+        with self.source.open("rb") as fh:
+            fh.seek(self._offset)
+            chunk = fh.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]  # whole lines only
+        if complete:
+            with self.target.open("ab") as out:
+                out.write(complete)
+            self._offset += len(complete)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            self.drain()
+
+    def __enter__(self) -> LogAppender:
+        self.source.unlink(missing_ok=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.drain()
+
+
 def cuda_here() -> bool:
     """A CUDA device is visible to this process."""
     import torch
@@ -331,7 +373,8 @@ class VerlEngine:
         out = Path(c.trainer.output_dir)
         out.mkdir(parents=True, exist_ok=True)
         metrics_file = out / "metrics.jsonl"
-        env = {"VERL_FILE_LOGGER_PATH": str(metrics_file)}
+        verl_log = out / ".verl-metrics.jsonl"  # this invocation's records (see LogAppender)
+        env = {"VERL_FILE_LOGGER_PATH": str(verl_log)}
         if device == "cpu":
             from gmpo_kfp import verl_cpu
 
@@ -344,13 +387,14 @@ class VerlEngine:
             env.update(verl_cpu.environment())
         print(f"gmpo: verl engine, {c.algorithm.loss} loss, output {out}", file=sys.stderr)
         start = time.perf_counter()
-        if c.resources.nnodes > 1:
-            from gmpo_kfp.engines.rayjob import run_on_kuberay
+        with LogAppender(verl_log, metrics_file):
+            if c.resources.nnodes > 1:
+                from gmpo_kfp.engines.rayjob import run_on_kuberay
 
-            run_on_kuberay(c, command=verl_command(c, python="python3"), env=env)
-        else:
-            command = verl_command(c, python=self.python, device=device)
-            _stream(command, {**os.environ, **env}, "verl training")
+                run_on_kuberay(c, command=verl_command(c, python="python3"), env=env)
+            else:
+                command = verl_command(c, python=self.python, device=device)
+                _stream(command, {**os.environ, **env}, "verl training")
         seconds = time.perf_counter() - start
         newest = latest(self.checkpoints(c), out / "checkpoints")
         if newest is None:

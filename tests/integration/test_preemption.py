@@ -69,28 +69,7 @@ def test_sigkill_mid_run_then_restart_matches_an_uninterrupted_run(tmp_path, buc
     straight = stages.train_stage(**step_kwargs(tmp_path, f"{bucket}/straight", "w0"))
 
     output = f"{bucket}/preempted"
-    store = open_store(output)
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.preempt_worker",
-            json.dumps(step_kwargs(tmp_path, output, "w1")),
-        ],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 300
-    while latest_step(store) < KILL_AFTER:
-        assert worker.poll() is None, worker.stderr.read()[-2000:]
-        assert time.monotonic() < deadline, "no checkpoint reached S3 in time"
-        time.sleep(0.05)
-    worker.send_signal(signal.SIGKILL)
-    worker.wait()
-    assert worker.returncode == -signal.SIGKILL
+    preempt(step_kwargs(tmp_path, output, "w1"), open_store(output), KILL_AFTER, tmp_path)
     done_at_kill = max(r["step"] for r in M.read_metrics(tmp_path / "w1" / "metrics.jsonl"))
     assert done_at_kill < STEPS, "the run ended before the kill: nothing was tested"
 
@@ -136,6 +115,30 @@ def kill_session(worker: subprocess.Popen) -> None:
     assert not _session_pids(sid), "processes of the killed step survived"
 
 
+def preempt(kwargs: dict, store, kill_after: int, tmp_path: Path, wait_s: float = 400) -> None:
+    """Run a train step in its own process and session; SIGKILL all of it once checkpoint
+    ``kill_after`` is in the store, as a node loss does to a pod."""
+    log = tmp_path / "worker.log"  # verl says a lot: a pipe nobody reads would block it
+    with log.open("w") as sink:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "tests.preempt_worker", json.dumps(kwargs)],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own session: verl's Ray processes die with it
+        )
+    try:
+        deadline = time.monotonic() + wait_s
+        while latest_step(store) < kill_after:
+            assert worker.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint reached the store in time"
+            time.sleep(0.05)
+    finally:
+        kill_session(worker)
+    assert worker.returncode == -signal.SIGKILL
+
+
 VERL_STEPS, VERL_SAVE_EVERY, VERL_KILL_AFTER = 12, 2, 4
 
 
@@ -163,29 +166,7 @@ def test_verl_step_sigkilled_then_restarted_resumes_from_the_mirrored_checkpoint
     )
     output = f"{bucket}/verl-preempted"
     store = open_store(output)
-    log = tmp_path / "w1.log"  # verl says a lot: a pipe nobody reads would block it
-    with log.open("w") as sink:
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.preempt_worker",
-                json.dumps(verl_step_kwargs(tmp_path, output, "w1")),
-            ],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own session: verl's Ray processes die with it
-        )
-    try:
-        deadline = time.monotonic() + 400
-        while latest_step(store) < VERL_KILL_AFTER:
-            assert worker.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "no verl checkpoint reached S3 in time"
-            time.sleep(0.1)
-    finally:
-        kill_session(worker)
+    preempt(verl_step_kwargs(tmp_path, output, "w1"), store, VERL_KILL_AFTER, tmp_path)
     done_at_kill = max(r["step"] for r in M.read_metrics(tmp_path / "w1" / "metrics.jsonl"))
     assert done_at_kill < VERL_STEPS, "the run ended before the kill: nothing was tested"
 

@@ -136,3 +136,19 @@ def test_a_corrupted_mirrored_file_is_refused(tmp_path):
 
 def test_no_mirror_no_restore(tmp_path):
     assert CheckpointMirror(str(tmp_path / "empty"), tmp_path / "w", VerlLayout()).restore() is None
+
+
+def test_verls_records_are_appended_to_the_metrics_file_whole_lines_only(tmp_path):
+    from gmpo_kfp.engines.verl import LogAppender
+
+    source, target = tmp_path / "verl.jsonl", tmp_path / "metrics.jsonl"
+    target.write_text('{"step": 1, "data": {}}\n')  # from before a resume: kept
+    source.write_text("stale from an earlier invocation\n")
+    appender = LogAppender(source, target, poll_s=60)
+    with appender:
+        source.write_text('{"step": 2, "data": {}}\n{"step": 3,')  # verl opens it with "wb"
+        appender.drain()
+        assert target.read_text().splitlines()[-1] == '{"step": 2, "data": {}}'
+        with source.open("a") as fh:
+            fh.write(' "data": {}}\n')
+    assert [json.loads(line)["step"] for line in target.read_text().splitlines()] == [1, 2, 3]
