@@ -111,11 +111,29 @@ class CheckpointMirror:
             snapshot.unlink()
         store.put_bytes(LATEST, json.dumps(body, sort_keys=True).encode())
 
-    def scan(self) -> None:
-        """Upload the newest complete checkpoint if it is newer than the last one mirrored;
-        else refresh the mirrored metrics file when it has grown."""
+    def _metrics_reach(self, step: int) -> bool:
+        """The metrics file holds a record of ``step`` or later (or there is no file)."""
+        metrics = self.work_dir / METRICS
+        if not metrics.exists():
+            return True
+        with metrics.open("rb") as fh:
+            fh.seek(max(0, metrics.stat().st_size - 65536))
+            lines = fh.read().splitlines()[1:] or [b""]
+        steps = []
+        for line in lines:
+            with contextlib.suppress(ValueError, TypeError, KeyError):
+                steps.append(int(json.loads(line)["step"]))
+        return bool(steps) and max(steps) >= step
+
+    def scan(self, *, final: bool = False) -> None:
+        """Upload the newest complete checkpoint if it is newer than the last one mirrored,
+        once its step's metrics record is written (verl logs a step after saving it; a
+        restore would miss it otherwise; ``final``: the run is over, upload anyway); else
+        refresh the mirrored metrics file when it has grown."""
         newest = latest(self.layout, self.root)
         if newest is not None and not (self.mirrored and newest.step <= self.mirrored[-1]):
+            if not final and not self._metrics_reach(newest.step):
+                return
             # FileNotFoundError: rotated away by the engine while uploading; a newer one is there
             with contextlib.suppress(FileNotFoundError):
                 self.upload(newest)
@@ -147,7 +165,7 @@ class CheckpointMirror:
             self._thread.join()
         if self._error is not None:
             raise self._error
-        self.scan()
+        self.scan(final=True)
 
     def __enter__(self) -> CheckpointMirror:
         return self.start()
