@@ -116,9 +116,12 @@ class CheckpointMirror:
         metrics = self.work_dir / METRICS
         if not metrics.exists():
             return True
+        start = max(0, metrics.stat().st_size - 65536)
         with metrics.open("rb") as fh:
-            fh.seek(max(0, metrics.stat().st_size - 65536))
-            lines = fh.read().splitlines()[1:] or [b""]
+            fh.seek(start)
+            lines = fh.read().splitlines()
+        if start:
+            lines = lines[1:]  # read from inside a line: its tail is not a record
         steps = []
         for line in lines:
             with contextlib.suppress(ValueError, TypeError, KeyError):

@@ -563,7 +563,8 @@ def _no_library_bars() -> None:
 def warm_up(config: TrainConfig, base: str, target: Path, *, progress: bool = True) -> dict:
     """The supervised warm-up (``sft.*``) of the model at ``base``, saved to ``target``.
 
-    Runs before RL on either engine; checks Pass@1 on the RL training prompts.
+    Runs before RL on either engine; checks Pass@1 on the RL training prompts. The
+    caller has checked the data files (:func:`gmpo_kfp.training.check_inputs`).
     """
     from transformers import AutoModelForCausalLM
 
@@ -572,8 +573,6 @@ def warm_up(config: TrainConfig, base: str, target: Path, *, progress: bool = Tr
     _no_library_bars()
     c = config
     sft_rows = read_rl_files(c.data.sft_files, "data.sft_files")
-    if not sft_rows:
-        raise ConfigError("sft.enabled: data.sft_files is empty; give warm-up data or disable it")
     check_rows = read_rl_files(c.data.train_files, "data.train_files")
     tokenizer = load_tokenizer(base)
     torch.manual_seed(c.trainer.seed)

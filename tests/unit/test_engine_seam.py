@@ -156,3 +156,9 @@ def test_verls_records_are_appended_to_the_metrics_file_whole_lines_only(tmp_pat
         with source.open("a") as fh:
             fh.write(' "data": {}}\n')
     assert [json.loads(line)["step"] for line in target.read_text().splitlines()] == [1, 2, 3]
+
+
+def test_a_one_record_metrics_file_counts_its_record(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"step": 2, "data": {}}\n')
+    mirror = CheckpointMirror(str(tmp_path / "bucket"), tmp_path, VerlLayout())
+    assert mirror._metrics_reach(2) and not mirror._metrics_reach(3)
