@@ -136,6 +136,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         preset=args.preset or "tiny-cpu",
         overrides=args.set or [],
         params=args.param or [],
+        runner=args.runner,
     )
     print(result.summary())
     return 0
@@ -186,15 +187,53 @@ def _cmd_manifests(args: argparse.Namespace) -> int:
 
 
 def _cmd_images(args: argparse.Namespace) -> int:
-    from gmpo_kfp.settings import IMAGES
+    from gmpo_kfp import settings
 
+    if args.name in ("build", "wheelhouse"):
+        return _images_build(args)
+    if args.targets or args.base or args.wheelhouse or args.offline or args.dry_run:
+        raise ValueError("images: build options need `gmpo images build` (or wheelhouse)")
+    refs = settings.CPU_IMAGES if args.variant == "cpu" else settings.IMAGES
     if args.name:
-        if args.name not in IMAGES:
-            raise ValueError(f"image {args.name!r}: unknown; use one of {', '.join(IMAGES)}")
-        print(IMAGES[args.name])
+        if args.name not in refs:
+            raise ValueError(f"image {args.name!r}: unknown; use one of {', '.join(refs)}")
+        print(refs[args.name])
         return 0
-    for name, ref in IMAGES.items():
+    for name, ref in refs.items():
         print(f"{name:8s} {ref}")
+    return 0
+
+
+def _images_build(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    from gmpo_kfp.containers.build import build_images, repo_root, summary, wheelhouse
+    from gmpo_kfp.containers.engine import Docker
+    from gmpo_kfp.containers.specs import WHEELS_IN_CONTEXT, images_of
+
+    specs = images_of(args.variant or "cuda", args.targets)
+    index = None if args.index is None else args.index
+    wheels = Path(args.wheelhouse) if args.wheelhouse else None
+    if args.offline and wheels is None:
+        wheels = repo_root() / WHEELS_IN_CONTEXT
+    if args.name == "wheelhouse":
+        folder = wheels or repo_root() / WHEELS_IN_CONTEXT
+        for spec in specs:
+            print(wheelhouse(spec, repo_root(), folder, index))
+        return 0
+    host = args.docker_host or os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    built = build_images(
+        Docker(host),
+        specs,
+        base=args.base or "registry",
+        wheels_dir=wheels,
+        make_wheels=wheels is not None and not args.offline,
+        index=index,
+        dry_run=args.dry_run,
+    )
+    if built:
+        print(summary(built))
     return 0
 
 
@@ -350,6 +389,13 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "run":
             p.add_argument("--local", action="store_true", help="run with kfp.local (required)")
             p.add_argument("--output", default="runs/local", help="registry and run outputs")
+            p.add_argument(
+                "--runner",
+                choices=("subprocess", "docker"),
+                default="subprocess",
+                help="run the steps in this environment (subprocess) or each in its CPU "
+                "image (docker; `gmpo images build --variant cpu` first)",
+            )
             p.set_defaults(func=_cmd_run)
         else:
             p.add_argument("--host", required=True, help="KFP API URL, e.g. http://localhost:8888")
@@ -377,8 +423,43 @@ def build_parser() -> argparse.ArgumentParser:
     man.add_argument("-o", "--output", default="manifests", help="output folder")
     man.set_defaults(func=_cmd_manifests)
 
-    img = sub.add_parser("images", help="print our image references (one source for all)")
-    img.add_argument("name", nargs="?", help="runtime, trainer or eval: print just that one")
+    img = sub.add_parser(
+        "images",
+        help="print our image references (one source for all), or build them",
+        description="`gmpo images [NAME]` prints references; `gmpo images build [NAME...]` "
+        "builds and checks images; `gmpo images wheelhouse [NAME...]` only makes the "
+        "wheelhouse for an air-gapped build.",
+    )
+    img.add_argument(
+        "name", nargs="?", help="runtime, trainer or eval (print that one), build or wheelhouse"
+    )
+    img.add_argument("targets", nargs="*", help="with build / wheelhouse: the images (all)")
+    img.add_argument("--variant", choices=("cuda", "cpu"), help="image variant (cuda)")
+    img.add_argument(
+        "--base",
+        choices=("registry", "local"),
+        help="build: published bases (registry, default) or a Debian base made here "
+        "with mmdebstrap (local: nothing is pulled)",
+    )
+    img.add_argument(
+        "--wheelhouse",
+        metavar="DIR",
+        help="build: make a wheelhouse there with pip, then install from it with no network",
+    )
+    img.add_argument(
+        "--offline",
+        action="store_true",
+        help="build: install from the wheelhouse already made (--wheelhouse DIR, default "
+        "images/wheels), no package index at all",
+    )
+    img.add_argument(
+        "--index",
+        metavar="URL",
+        help="wheelhouse: extra index for torch (default PyTorch's CPU index; '' for none, "
+        "pip's own configuration)",
+    )
+    img.add_argument("--docker-host", help="engine socket (default $DOCKER_HOST)")
+    img.add_argument("--dry-run", action="store_true", help="build: print the commands only")
     img.set_defaults(func=_cmd_images)
     return parser
 

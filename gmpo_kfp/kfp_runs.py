@@ -1,8 +1,10 @@
 """Compile, run locally and submit the ``gmpo_training`` pipeline (``gmpo compile|run|submit``).
 
 - :func:`compile_pipeline`: the IR YAML, written atomically.
-- :func:`run_local`: the whole pipeline through ``kfp.local.SubprocessRunner`` in this
-  environment: no cluster, no GPU, registry and run outputs under one folder.
+- :func:`run_local`: the whole pipeline through ``kfp.local``: in this environment
+  (``SubprocessRunner``) or each step in its CPU image (``DockerRunner``, no network
+  unless the run reads or writes S3); no cluster, no GPU, registry and run outputs
+  under one folder.
 - :func:`submit`: a run on a KFP server through ``kfp.Client`` (token from the
   environment or kube config, as the client does); an unreachable host fails fast.
 """
@@ -112,19 +114,79 @@ class LocalRun:
         return "\n".join(lines)
 
 
+RUNNERS = ("subprocess", "docker")
+#: What a step's container may use besides its mounts: ``/tmp`` (every cache is there,
+#: the root filesystem is read-only) and a ``/dev/shm`` larger than Docker's 64 MB.
+CONTAINER_TMP = {"/tmp": "rw,exec,nosuid"}
+CONTAINER_SHM = "2g"
+
+
+def docker_runner(out: Path, args: dict[str, Any]) -> Any:
+    """``kfp.local.DockerRunner`` for the steps' CPU images, as a pod would run them.
+
+    Read-only root filesystem, ``/tmp`` writable, the run's folders mounted at the same
+    paths, the S3 variables of this environment passed on. No network, unless the run
+    names an ``s3://`` URI: then the host's (the endpoint is on this machine's loopback).
+    """
+    import docker
+    from docker.types import Mount
+    from kfp import local
+
+    from gmpo_kfp import settings
+
+    try:
+        client = docker.from_env()
+        present = {t for image in client.images.list() for t in image.tags}
+    except docker.errors.DockerException as exc:
+        raise SubmitError(
+            f"--runner docker: no Docker engine answers ({exc}); start one or set DOCKER_HOST"
+        ) from None
+    missing = sorted(set(settings.CPU_IMAGES.values()) - present)
+    if missing:
+        raise SubmitError(
+            f"--runner docker: image {missing[0]} is not here; build the CPU images with "
+            "`gmpo images build --variant cpu`"
+        )
+    for folder in ("pipeline-root", "workspace", "registry", "runs"):
+        path = out / folder
+        path.mkdir(parents=True, exist_ok=True)
+        if path.stat().st_uid != settings.NON_ROOT_UID:
+            path.chmod(0o777)  # the steps run as the images' user, uid 1000
+    names = (*settings.S3_SECRET_ENV, "AWS_DEFAULT_REGION", "AWS_REGION")
+    env = {k: os.environ[k] for k in names if k in os.environ}
+    s3 = any(isinstance(v, str) and v.startswith("s3://") for v in args.values())
+    binds = [Mount(str(out / f), str(out / f), type="bind") for f in ("registry", "runs")]
+    return local.DockerRunner(
+        network_mode="host" if s3 else "none",
+        read_only=True,
+        tmpfs=CONTAINER_TMP,
+        shm_size=CONTAINER_SHM,
+        mounts=binds,
+        environment=env,
+    )
+
+
 def run_local(
     output: str | os.PathLike,
     *,
     preset: str = "tiny-cpu",
     overrides: Sequence[str] = (),
     params: Sequence[str] = (),
+    runner: str = "subprocess",
 ) -> LocalRun:
-    """Run the whole pipeline here; registry and run outputs go under ``output``."""
+    """Run the whole pipeline here; registry and run outputs go under ``output``.
+
+    ``runner``: ``subprocess`` (this environment) or ``docker`` (each step in its CPU
+    image, ``settings.CPU_IMAGES``; build them with ``gmpo images build --variant cpu``).
+    """
     from kfp import local
 
-    from gmpo_kfp.pipelines.gmpo_training import gmpo_training
+    from gmpo_kfp import settings
+    from gmpo_kfp.pipelines.gmpo_training import build_pipeline, gmpo_training
     from gmpo_kfp.presets import load_preset
 
+    if runner not in RUNNERS:
+        raise SubmitError(f"--runner {runner!r}: use one of {', '.join(RUNNERS)}")
     out = Path(output).resolve()
     max_new = load_preset(preset).data.max_response_length
     args = pipeline_parameters(
@@ -139,19 +201,27 @@ def run_local(
         },
     )
     out.mkdir(parents=True, exist_ok=True)
+    pipeline = gmpo_training
+    if runner == "docker":
+        pipeline = build_pipeline(settings.CPU_IMAGES)
+        chosen = docker_runner(out, args)
+    else:
+        chosen = local.SubprocessRunner(use_venv=False)
     local.init(
-        runner=local.SubprocessRunner(use_venv=False),
+        runner=chosen,
         raise_on_error=True,
         pipeline_root=str(out / "pipeline-root"),
         workspace_root=str(out / "workspace"),
     )
-    print(f"gmpo: running the pipeline locally, output {out}", file=sys.stderr, flush=True)
+    print(
+        f"gmpo: running the pipeline locally ({runner}), output {out}", file=sys.stderr, flush=True
+    )
     start = time.perf_counter()
     with warnings.catch_warnings():
         # expected locally: cluster settings are no-ops, and our images are Python images
         warnings.filterwarnings("ignore", message=".*have no effect in the current local runner")
         warnings.filterwarnings("ignore", message=".*custom or non-Python base image")
-        gmpo_training(**args)
+        pipeline(**args)
     seconds = time.perf_counter() - start
     return _collect(out, seconds, args.get("model_name", "gmpo-tiny"))
 

