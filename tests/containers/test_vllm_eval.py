@@ -25,14 +25,18 @@ PROBLEMS = 256
 MIN_AGREEMENT = 0.98
 
 
-def test_vllm_and_transformers_agree_on_greedy_completions(docker_run, cpu_images, docker):
+def test_vllm_and_transformers_agree_on_greedy_completions(
+    docker_run, cpu_images, docker, tmp_path
+):
     _, out = docker_run
     (model,) = (out / "runs").glob("*/model")
-    (val,) = (out / "pipeline-root").glob("*/prepare-data/val_data*")
-    report = out / "greedy-pair.json"
+    (val,) = (out / "pipeline-root").glob("*/prepare-data/val_data")
+    tmp_path.chmod(0o777)  # the container's user, uid 1000, writes the report
+    report = tmp_path / "greedy-pair.json"
     mounts = [
         f"--volume={HERE}:/tests:ro",
-        f"--volume={out}:{out}",
+        f"--volume={out}:{out}:ro",
+        f"--volume={tmp_path}:{tmp_path}",
         "--read-only",
         "--tmpfs=/tmp:rw,exec",
         "--shm-size=2g",
