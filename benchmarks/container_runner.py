@@ -22,17 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from gmpo_kfp.kfp_runs import run_local
-
-SHORT = [
-    "sft.target_pass_at_1=0.1",
-    "trainer.total_steps=3",
-    "trainer.test_freq=3",
-    "trainer.save_freq=3",
-    "batch.train_batch_size=8",
-    "batch.mini_batch_size=8",
-    "batch.micro_batch_size_per_gpu=32",
-]
+from gmpo_kfp.kfp_runs import SMOKE_OVERRIDES, run_local
 
 
 def main() -> int:
@@ -49,7 +39,7 @@ def main() -> int:
         cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gmpo-kfp"
         daemon = PrivateDaemon(cache / "docker").start()
         os.environ["DOCKER_HOST"] = daemon.docker.host
-    overrides = [] if args.full else SHORT
+    overrides = [] if args.full else list(SMOKE_OVERRIDES)
     params = [] if args.full else ["threshold=0.0"]
     rows: dict[str, list[dict]] = {"subprocess": [], "docker": []}
     try:

@@ -115,6 +115,18 @@ class LocalRun:
 
 
 RUNNERS = ("subprocess", "docker")
+#: A short pipeline run (the container tests, benchmarks/container_runner.py): a warm-up
+#: to Pass@1 0.1, so that evaluation has right and wrong answers to tell apart, and
+#: three GMPO steps.
+SMOKE_OVERRIDES = (
+    "sft.target_pass_at_1=0.1",
+    "trainer.total_steps=3",
+    "trainer.test_freq=3",
+    "trainer.save_freq=3",
+    "batch.train_batch_size=8",
+    "batch.mini_batch_size=8",
+    "batch.micro_batch_size_per_gpu=32",
+)
 #: What a step's container may use besides its mounts: ``/tmp`` (every cache is there,
 #: the root filesystem is read-only) and a ``/dev/shm`` larger than Docker's 64 MB.
 CONTAINER_TMP = {"/tmp": "rw,exec,nosuid"}

@@ -60,8 +60,8 @@ def cpu_images(docker):
 @pytest.fixture(scope="session")
 def docker_run(cpu_images, tmp_path_factory):
     """``gmpo run --local --runner docker`` with a short warm-up: (LocalRun, output)."""
-    from gmpo_kfp.kfp_runs import run_local
-    from tests.containers.test_pipeline_docker import WARM
+    from gmpo_kfp.kfp_runs import SMOKE_OVERRIDES, run_local
 
     out = tmp_path_factory.mktemp("docker-run") / "out"
-    return run_local(out, overrides=WARM, params=["threshold=0.0"], runner="docker"), out
+    run = run_local(out, overrides=list(SMOKE_OVERRIDES), params=["threshold=0.0"], runner="docker")
+    return run, out

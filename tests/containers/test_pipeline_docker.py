@@ -11,23 +11,11 @@ import json
 import boto3
 import pytest
 
-from gmpo_kfp.kfp_runs import run_local
+from gmpo_kfp.kfp_runs import SMOKE_OVERRIDES, run_local
 from gmpo_kfp.registry import resolve
 from tests.s3server import moto_server, s3_env
 
 pytestmark = pytest.mark.slow
-
-#: A short warm-up (to Pass@1 0.1, so that evaluation has right and wrong answers to
-#: tell apart) and three GMPO steps.
-WARM = [
-    "sft.target_pass_at_1=0.1",
-    "trainer.total_steps=3",
-    "trainer.test_freq=3",
-    "trainer.save_freq=3",
-    "batch.train_batch_size=8",
-    "batch.mini_batch_size=8",
-    "batch.micro_batch_size_per_gpu=32",
-]
 
 
 def test_pipeline_in_containers_registers_a_version(docker_run):
@@ -43,7 +31,7 @@ def test_pipeline_in_containers_registers_a_version(docker_run):
 
 
 def test_pipeline_in_containers_on_s3(cpu_images, tmp_path):
-    short = ["sft.enabled=false", *WARM[1:]]
+    short = ["sft.enabled=false", *SMOKE_OVERRIDES[1:]]
     with moto_server() as endpoint, s3_env(endpoint):
         boto3.client("s3").create_bucket(Bucket="gmpo")
         params = [
