@@ -6,7 +6,8 @@ The dispatch follows verl's ``default_compute_score``:
 ``data_source``                                             grader
 ==========================================================  =====================================
 ``openai/gsm8k``                                            the number after the last ``####``
-``lighteval/MATH``, ``DigitalLearningGmbH/MATH-lighteval``,  the last ``\\boxed{}``; equal after
+``lighteval/MATH``, ``DigitalLearningGmbH/MATH-lighteval``,  the last ``\\boxed{}`` anywhere in the
+                                                            response (as verl); equal after
 ``HuggingFaceH4/MATH-500``, ``math_lvl3to5_8k`` and the      MATH normalisation, or equivalent by
 paper's eval sets (``amc``, ``minerva``, ``olympiad_bench``)  math-verify
 ``math_dapo``, ``math``, ``math_dapo_reasoning``, ``aime*``   DAPO: the last ``Answer: ...`` line
@@ -17,8 +18,16 @@ paper's eval sets (``amc``, ``minerva``, ``olympiad_bench``)  math-verify
 ==========================================================  =====================================
 
 A ground truth may be a list: the response is correct when any of them matches.
+Where a response has several boxes (``\\boxed{-2}`` ... ``\\boxed{1}``), the last one is its
+answer and the others do not count, as in verl's graders. GSM8K and DAPO search only the
+last 300 characters (verl's ``gsm8k`` and ``math_dapo`` clip there); MATH searches the whole
+response (verl's ``math_reward``), so a long solution keeps its final box.
+Integer answers compare as integers (``079`` = ``79``, as AIME's answers are shipped
+zero-padded), and a comma joins digit groups only in a thousands-separated number
+(``32,349``), never across a space (``32, 349`` is two answers).
 Differences from verl, on purpose: MATH answers that math-verify proves equal
-(``0.5`` for ``\\frac{1}{2}``) count as correct where verl's string check says no.
+(``0.5`` for ``\\frac{1}{2}``) count as correct where verl's string check says no, and
+zero-padded integers (AIME's ``079``) equal their value where verl's string check says no.
 
 math-verify's own timeouts use ``signal.alarm``, which works only on the main
 thread (and TRL and verl call reward functions from worker threads). Here
@@ -52,8 +61,10 @@ MATH_SOURCES = (
 )
 DAPO_SOURCES = ("math_dapo", "math", "math_dapo_reasoning")
 ARITHMETIC_SOURCES = ("arithmetic",)
-#: Only the tail of a response is searched for its final answer (as verl does).
+#: GSM8K and DAPO search only the tail of a response for its final answer (as verl does).
 TAIL_CHARS = 300
+#: A number written with thousands separators, and nothing else.
+THOUSANDS = re.compile(r"-?\d{1,3}(,\d{3})+")
 DEFAULT_TIMEOUT_S = 10.0
 
 
@@ -116,6 +127,7 @@ _MATH_DROP = (
 
 def normalize_math(answer: str) -> str:
     """MATH-style normal form: no spacing, ``\\left``/``\\right``, units or degrees."""
+    thousands = THOUSANDS.fullmatch(answer.strip()) is not None  # before spaces go
     s = answer.strip().replace("\n", "").replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
     s = re.sub(r"\\text\{\s*[a-zA-Z ]*\}$", "", s)  # trailing unit words
     for token in _MATH_DROP:
@@ -130,10 +142,17 @@ def normalize_math(answer: str) -> str:
     if re.fullmatch(r"\d+/\d+", s):
         num, den = s.split("/")
         s = f"\\frac{{{num}}}{{{den}}}"
-    if re.fullmatch(r"-?\d{1,3}(,\d{3})+", s):
+    if thousands:
         s = s.replace(",", "")
     if re.fullmatch(r"-?\d+\.0+", s):
         s = s.split(".")[0]
+    return same_integer_form(s)
+
+
+def same_integer_form(s: str) -> str:
+    """An integer without leading zeros (``079`` -> ``79``); anything else as it is."""
+    if re.fullmatch(r"-?\d+", s):
+        return str(int(s))
     return s
 
 
@@ -164,6 +183,7 @@ _MINERVA_DROP_WORDS = (
 def normalize_minerva(answer: str) -> str:
     """The Minerva paper's final-answer normal form, used by DAPO's grader."""
     s = answer.split("=")[-1]
+    thousands = THOUSANDS.fullmatch(s.strip()) is not None  # before spaces go
     for before, after in (
         ("an ", ""),
         ("a ", ""),
@@ -187,9 +207,9 @@ def normalize_minerva(answer: str) -> str:
     s = re.sub(r"(frac)([^{])(.)", r"frac{\2}{\3}", s)
     s = re.sub(r"(sqrt)([^{])", r"sqrt{\2}", s)
     s = s.replace("$", "")
-    if s.replace(",", "").isdigit():
+    if thousands:
         s = s.replace(",", "")
-    return s.strip()
+    return same_integer_form(s.strip())
 
 
 # --------------------------------------------------------------------------- math-verify, bounded
@@ -222,6 +242,7 @@ class BoundedVerifier:
         self._proc = None
         self._conn = None
         self.timeouts = 0
+        self.deaths = 0
 
     def _start(self) -> None:
         ctx = multiprocessing.get_context("spawn")
@@ -247,14 +268,15 @@ class BoundedVerifier:
                 self._kill()
                 self._start()
             assert self._conn is not None
-            self._conn.send((gold, pred))
-            if self._conn.poll(self.timeout_s):
-                try:
+            try:
+                self._conn.send((gold, pred))
+                if self._conn.poll(self.timeout_s):
                     return bool(self._conn.recv())
-                except EOFError:
-                    self._kill()
-                    return False
-            self.timeouts += 1
+                self.timeouts += 1
+            except (EOFError, OSError):
+                # the helper died (before or while reading): this answer scores 0 and
+                # the next check starts a new helper
+                self.deaths += 1
             self._kill()
             return False
 
@@ -289,7 +311,7 @@ def grade_gsm8k(response: str, ground_truth: str | Iterable[str], **_: Any) -> G
 def grade_math(
     response: str, ground_truth: str | Iterable[str], *, verifier: Verifier | None = None
 ) -> Grade:
-    pred = last_boxed(response[-TAIL_CHARS:])
+    pred = last_boxed(response)
     if pred is None:
         return Grade(0.0, False, None)
     normal = normalize_math(pred)
@@ -310,7 +332,10 @@ def grade_dapo(response: str, ground_truth: str | Iterable[str], **_: Any) -> Gr
         pred = last_boxed(tail[-100:])
         if pred is None:
             return Grade(-1.0, False, None)
-    ok = any(pred == normalize_minerva(t) if found else pred == t for t in _truths(ground_truth))
+    ok = any(
+        pred == normalize_minerva(t) if found else same_integer_form(pred) == same_integer_form(t)
+        for t in _truths(ground_truth)
+    )
     return Grade(1.0 if ok else -1.0, ok, pred)
 
 

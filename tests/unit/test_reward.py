@@ -8,7 +8,7 @@ import time
 import pytest
 
 from gmpo_kfp import reward
-from tests.slow_worker import hanging_worker
+from tests.slow_worker import dying_worker, hanging_worker
 
 
 @pytest.mark.parametrize(
@@ -122,3 +122,52 @@ def test_verl_adapter_returns_score_and_accuracy():
 )
 def test_math_normal_form(raw, normal):
     assert reward.normalize_math(raw) == normal
+
+
+def test_a_helper_that_dies_scores_the_answer_0_and_is_restarted():
+    verifier = reward.BoundedVerifier(timeout_s=5.0, worker=dying_worker)
+    try:
+        assert verifier("1", "1") is True
+        assert verifier("1", "die") is False and verifier.deaths == 1
+        assert verifier("2", "2") is True  # a fresh helper
+        # dead between the liveness check and the request: the send itself fails
+        verifier._conn.send = lambda _msg: (_ for _ in ()).throw(ConnectionResetError(104, "x"))
+        assert verifier("3", "3") is False and verifier.deaths == 2
+        assert verifier("4", "4") is True
+    finally:
+        verifier.close()
+
+
+def test_math_takes_the_final_box_of_a_long_solution():
+    solution = "We compute \\boxed{3} at first. " + "Then more work. " * 40 + "So \\boxed{7}."
+    assert reward.grade("lighteval/MATH", solution, "7").correct
+    # a box far from the end still counts (verl's math grader searches the whole response)
+    assert reward.grade("lighteval/MATH", "\\boxed{7}" + " and we check it." * 40, "7").correct
+
+
+def test_several_boxes_the_last_one_is_the_answer():
+    response = "Either \\boxed{-2} or \\boxed{1}."
+    assert reward.grade("lighteval/MATH", response, "1").correct
+    assert not reward.grade("lighteval/MATH", response, "-2").correct
+
+
+@pytest.mark.parametrize(
+    ("response", "gold", "correct"),
+    [
+        ("Answer: 79", "079", True),  # AIME ships zero-padded answers
+        ("Answer: 079", "79", True),
+        ("Answer: 97", "079", False),
+        ("\\boxed{079}", "79", True),  # the box fallback too
+    ],
+)
+def test_aime_integers_compare_as_integers(response, gold, correct):
+    assert reward.grade("aime-2024", response, gold).correct is correct
+
+
+@pytest.mark.parametrize(
+    ("answer", "gold", "correct"),
+    [("32,349", "32349", True), ("32, 349", "32349", False), ("1,000,000", "1000000", True)],
+)
+def test_a_comma_joins_digits_only_as_a_thousands_separator(answer, gold, correct):
+    assert reward.grade("lighteval/MATH", f"\\boxed{{{answer}}}", gold).correct is correct
+    assert (reward.normalize_minerva(answer) == gold) is correct
