@@ -1,11 +1,14 @@
-"""A stand-in math-verify helper for the bounded-time tests: it hangs on request."""
+"""A stand-in math-verify helper for the bounded-time tests: it hangs or dies on request."""
 
 from __future__ import annotations
 
+import os
 import time
 
 
-def hanging_worker(conn) -> None:
+def scripted_worker(conn) -> None:
+    """Answers ``gold == pred``; on ``hang`` sleeps, on ``die`` exits without answering
+    (as a helper killed mid-request does)."""
     while True:
         try:
             gold, pred = conn.recv()
@@ -13,18 +16,6 @@ def hanging_worker(conn) -> None:
             return
         if pred == "hang":
             time.sleep(3600)
-        conn.send(gold == pred)
-
-
-def dying_worker(conn) -> None:
-    """Exits without answering on ``die``, as a helper killed mid-request does."""
-    import os
-
-    while True:
-        try:
-            gold, pred = conn.recv()
-        except EOFError:
-            return
         if pred == "die":
             os._exit(1)
         conn.send(gold == pred)

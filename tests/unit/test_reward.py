@@ -8,7 +8,7 @@ import time
 import pytest
 
 from gmpo_kfp import reward
-from tests.slow_worker import dying_worker, hanging_worker
+from tests.slow_worker import scripted_worker
 
 
 @pytest.mark.parametrize(
@@ -72,7 +72,7 @@ def test_math_verify_runs_in_a_bounded_helper_off_the_main_thread():
 
 
 def test_a_check_that_hangs_is_cut_at_the_timeout_and_the_helper_restarts():
-    verifier = reward.BoundedVerifier(timeout_s=1.0, worker=hanging_worker)
+    verifier = reward.BoundedVerifier(timeout_s=1.0, worker=scripted_worker)
     try:
         assert verifier("1", "1") is True
         start = time.monotonic()
@@ -125,7 +125,7 @@ def test_math_normal_form(raw, normal):
 
 
 def test_a_helper_that_dies_scores_the_answer_0_and_is_restarted():
-    verifier = reward.BoundedVerifier(timeout_s=5.0, worker=dying_worker)
+    verifier = reward.BoundedVerifier(timeout_s=5.0, worker=scripted_worker)
     try:
         assert verifier("1", "1") is True
         assert verifier("1", "die") is False and verifier.deaths == 1
