@@ -8,10 +8,16 @@ source                 published schema (parquet, jsonl or json)   ground truth
                        ``type`` (MATH-lighteval)                   ``\\boxed{}``; ``levels``
                                                                    filters ("Level 3" -> 3)
 ``dapo-math-17k``      verl RL rows already                        as given (validated)
-``aime-2024``          verl RL rows already                        as given (validated)
+``aime-2024``          verl RL rows; or ``problem``, ``answer``;   as given; ``answer``;
+                       or openai-evals' ``input`` (chat), ``ideal``  ``ideal`` (``"079"``)
 ``math_lvl3to5_8k``    ``problem``, ``answer`` (the paper's data)  ``answer``
 ``arithmetic``         none: generated (:mod:`.arithmetic`)        the sum
 =====================  ==========================================  ==========================
+
+Files: parquet, JSON lines or JSON, each optionally gzip-compressed (``.jsonl.gz``).
+Records nested one level, as oe-eval's request files keep each problem under ``doc``,
+are unwrapped where the top level lacks the fields; ``fields`` maps our field names to
+other ones (dotted for nesting: ``{"question": "doc.question"}``).
 
 Prompt templates (:data:`TEMPLATES`) are the ones verl's preprocessing scripts
 and the paper use; each source has a default, and any source takes any template.
@@ -19,6 +25,7 @@ and the paper use; each source has a default, and any source takes any template.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -34,6 +41,15 @@ from gmpo_kfp.data.schema import DataError, read_rl_parquet, validate_rows
 GSM8K_INSTRUCTION = 'Let\'s think step by step and output the final answer after "####".'
 MATH_INSTRUCTION = "Let's think step by step and output the final answer within \\boxed{}."
 QWEN_MATH_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
+# DAPO-Math-17k's prompt (the DAPO recipe's data, and its AIME-2024 validation rows)
+DAPO_PREFIX = (
+    "Solve the following math problem step by step. The last line of your response should "
+    "be of the form Answer: $Answer (without quotes) where $Answer is the answer to the "
+    "problem.\n\n"
+)
+DAPO_SUFFIX = '\n\nRemember to put your answer on its own line after "Answer:".'
+#: Where a record keeps its fields when it nests them (oe-eval's request files).
+NESTED_UNDER = ("doc",)
 
 
 def _suffix(instruction: str) -> Callable[[str], list[dict[str, str]]]:
@@ -48,33 +64,78 @@ TEMPLATES: dict[str, Callable[[str], list[dict[str, str]]]] = {
         {"role": "user", "content": problem},
     ],
     "plain": lambda problem: [{"role": "user", "content": problem}],
+    "dapo": lambda problem: [{"role": "user", "content": f"{DAPO_PREFIX}{problem}{DAPO_SUFFIX}"}],
 }
 
 
 def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Rows of a local parquet, JSON-lines or JSON (list of objects) file."""
+    """Rows of a local parquet, JSON-lines or JSON (list of objects) file, gzipped or not."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"source file {p} does not exist: give a local parquet or jsonl file")
     if p.stat().st_size == 0:
         raise DataError(f"source file {p} is empty: re-download or regenerate it")
-    suffix = p.suffix.lower()
+    gz = p.suffix.lower() == ".gz"
+    suffix = Path(p.stem).suffix.lower() if gz else p.suffix.lower()
+
+    def text() -> str:
+        return gzip.decompress(p.read_bytes()).decode("utf-8") if gz else p.read_text("utf-8")
+
     try:
-        if suffix == ".parquet":
+        if suffix == ".parquet" and not gz:
             return pq.read_table(p).to_pylist()
         if suffix in (".jsonl", ".ndjson"):
-            with p.open(encoding="utf-8") as fh:
-                return [json.loads(line) for line in fh if line.strip()]
+            return [json.loads(line) for line in text().splitlines() if line.strip()]
         if suffix == ".json":
-            data = json.loads(p.read_text(encoding="utf-8"))
+            data = json.loads(text())
             if isinstance(data, list):
                 return data
             raise DataError(f"source file {p}: a .json source must hold a list of objects")
-    except (json.JSONDecodeError, OSError) as exc:
+    except (json.JSONDecodeError, OSError, EOFError, UnicodeDecodeError) as exc:
         raise DataError(f"source file {p} cannot be read ({exc})") from None
     except Exception as exc:  # pyarrow's errors
         raise DataError(f"source file {p} cannot be read ({exc})") from None
-    raise DataError(f"source file {p}: unknown format {suffix!r}; use .parquet, .jsonl or .json")
+    raise DataError(
+        f"source file {p}: unknown format {p.name!r}; use .parquet, .jsonl or .json "
+        "(.jsonl and .json may be gzipped: .jsonl.gz)"
+    )
+
+
+def _get(record: dict, path: str) -> Any:
+    value: Any = record
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def reshape(
+    records: Sequence[dict], needed: Sequence[str], fields: dict[str, str] | None = None
+) -> list[dict]:
+    """Records with ``needed`` at their top level: through the ``fields`` map (ours ->
+    theirs, dotted for nesting), or unwrapped from :data:`NESTED_UNDER` where the top
+    level lacks them and the nested record has them."""
+    fields = dict(fields or {})
+    if records and not fields:
+        first = records[0]
+        for key in NESTED_UNDER:
+            inner = first.get(key)
+            if (
+                isinstance(inner, dict)
+                and not any(f in first for f in needed)
+                and all(f in inner for f in needed)
+            ):
+                return [dict(r.get(key) or {}) for r in records]
+    if not fields:
+        return list(records)
+    out = []
+    for r in records:
+        row = dict(r)
+        for ours, theirs in fields.items():
+            row[ours] = _get(r, theirs)
+        out.append(row)
+    return out
 
 
 def _need(record: dict, field: str, index: int, source: str) -> Any:
@@ -181,13 +242,52 @@ def rl_rows(records: Sequence[dict], *, split: str, template: str | None = None)
     return rows
 
 
+def _evals_problem(record: dict) -> str | None:
+    """The user turn of an openai-evals sample (``input``: chat messages)."""
+    turns = record.get("input")
+    if isinstance(turns, list):
+        users = [t.get("content") for t in turns if isinstance(t, dict) and t.get("role") == "user"]
+        return users[-1] if users else None
+    return None
+
+
+def aime_rows(records: Sequence[dict], *, split: str, template: str = "dapo") -> list[dict]:
+    """AIME as verl RL rows (validated as they are), as ``problem`` / ``answer`` records,
+    or as openai-evals samples (``input`` chat, ``ideal``: the zero-padded answer)."""
+    if records and "prompt" in records[0] and "reward_model" in records[0]:
+        return rl_rows(records, split=split)
+    render = TEMPLATES[template]
+    rows = []
+    for i, r in enumerate(records):
+        problem = r.get("problem") or _evals_problem(r)
+        if not problem:
+            raise DataError(
+                f"aime-2024 record {i}: no problem: give verl RL rows, problem / answer "
+                "fields, or openai-evals samples (input, ideal)"
+            )
+        answer = r.get("answer", r.get("ideal"))
+        if answer is None or not str(answer).strip():
+            raise DataError(f"aime-2024 record {i}: field 'answer' (or 'ideal') is missing")
+        rows.append(_row("aime-2024", render(problem), str(answer).strip(), split, i))
+    return rows
+
+
 #: source name -> function of (records, split=..., template=...) giving RL rows
 IMPORTERS: dict[str, Callable[..., list[dict]]] = {
     "gsm8k": gsm8k_rows,
     "math": math_rows,
     "math_lvl3to5_8k": paper_rows,
     "dapo-math-17k": rl_rows,
-    "aime-2024": rl_rows,
+    "aime-2024": aime_rows,
+}
+
+#: The fields each importer reads (what :func:`reshape` brings to the top level).
+NEEDED: dict[str, tuple[str, ...]] = {
+    "gsm8k": ("question", "answer"),
+    "math": ("problem", "solution"),
+    "math_lvl3to5_8k": ("problem", "answer"),
+    "dapo-math-17k": ("prompt", "reward_model"),
+    "aime-2024": ("problem", "answer"),
 }
 
 
@@ -200,8 +300,12 @@ def import_source(
     levels: Sequence[int] | None = None,
     limit: int | None = None,
     seed: int = 0,
+    fields: dict[str, str] | None = None,
 ) -> list[dict]:
-    """RL rows of ``source`` read from ``path`` (``arithmetic`` is generated, no path)."""
+    """RL rows of ``source`` read from ``path`` (``arithmetic`` is generated, no path).
+
+    ``fields``: our field names -> the file's (dotted for nested ones), see :func:`reshape`.
+    """
     if template is not None and template not in TEMPLATES:
         raise DataError(f"template must be one of {', '.join(TEMPLATES)}; got {template!r}")
     if source == "arithmetic":
@@ -211,10 +315,11 @@ def import_source(
     elif source in IMPORTERS:
         if path is None:
             raise DataError(f"source {source}: give the path of its local file")
-        if source in ("dapo-math-17k", "aime-2024"):
+        if source == "dapo-math-17k":
             rows = read_rl_parquet(path) if str(path).endswith(".parquet") else None
             rows = rows if rows is not None else rl_rows(read_records(path), split=split)
         else:
+            records = reshape(read_records(path), NEEDED[source], fields)
             kwargs: dict[str, Any] = {"split": split}
             if template is not None:
                 kwargs["template"] = template
@@ -222,7 +327,7 @@ def import_source(
                 if source != "math":
                     raise DataError("levels: only the math source has levels; drop the filter")
                 kwargs["levels"] = levels
-            rows = IMPORTERS[source](read_records(path), **kwargs)
+            rows = IMPORTERS[source](records, **kwargs)
     else:
         known = ", ".join(["arithmetic", *IMPORTERS])
         raise DataError(f"source must be one of {known}; got {source!r}")
