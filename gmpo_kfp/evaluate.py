@@ -177,6 +177,8 @@ def score_completions(
 
 
 BACKENDS = ("auto", "transformers", "vllm")
+#: The share of the host's memory vLLM's CPU build reserves (its KV cache and weights).
+VLLM_CPU_MEMORY = 0.2
 
 
 def vllm_on_cpu() -> bool:
@@ -218,7 +220,8 @@ def vllm_generate(
     """``n`` completions per chat prompt with vLLM, the model's own chat template.
 
     On vLLM's CPU build: float32 (as the transformers backend computes), eager mode (no
-    graph capture on a CPU) and a context no longer than the model's.
+    graph capture on a CPU), and :data:`VLLM_CPU_MEMORY` of the host's memory reserved
+    (vLLM's default, 0.92, fails to start wherever anything else holds memory).
     """
     try:
         from vllm import LLM, SamplingParams
@@ -229,7 +232,11 @@ def vllm_generate(
         ) from None
     options: dict[str, Any] = {}
     if vllm_on_cpu():
-        options = {"dtype": "float32", "enforce_eager": True}
+        options = {
+            "dtype": "float32",
+            "enforce_eager": True,
+            "gpu_memory_utilization": VLLM_CPU_MEMORY,
+        }
     llm = LLM(model=model_dir, seed=seed, **options)
     params = SamplingParams(
         n=n,
@@ -259,7 +266,7 @@ def evaluate(
     ``backend``: ``vllm`` (GPU), ``transformers`` (anywhere) or ``auto`` (vLLM where
     it can run).
     """
-    from gmpo_kfp.models import check_model_dir, load_model_and_tokenizer
+    from gmpo_kfp.models import check_model_dir, load_model_and_tokenizer, local_model
 
     if not data_files:
         raise EvalError("data_files: none given; pass at least one verl RL parquet file")
@@ -271,6 +278,7 @@ def evaluate(
     if not rows:
         raise EvalError("no problems to evaluate: the data files are empty")
     check_model_dir(str(model_dir), field="model")
+    model_dir = local_model(str(model_dir))
     engine = choose_backend(backend)
     print(f"gmpo: evaluating {len(rows)} problems ({protocol}, {engine})", file=sys.stderr)
     if engine == "vllm":

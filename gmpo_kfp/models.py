@@ -164,10 +164,76 @@ def _json(data: dict) -> str:
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
+#: Where GGUF models are dequantised once (one folder per file's SHA-256).
+GGUF_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gmpo-kfp" / "gguf"
+GGUF_SOURCE = "gguf-source.json"
+
+
+def gguf_file(path: str) -> Path | None:
+    """The GGUF file ``path`` names: the file itself, or the one ``*.gguf`` of a folder
+    that holds no Hugging Face model; None otherwise."""
+    p = Path(path).expanduser()
+    if p.is_file() and p.suffix == ".gguf":
+        return p
+    if p.is_dir() and not (p / "config.json").is_file():
+        found = sorted(p.glob("*.gguf"))
+        if len(found) > 1:
+            names = ", ".join(f.name for f in found)
+            raise ModelError(f"model.path: {path} holds several GGUF files ({names}); name one")
+        return found[0] if found else None
+    return None
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def dequantise_gguf(path: Path, cache: str | os.PathLike | None = None) -> Path:
+    """A model folder made from the GGUF file at ``path`` (float32), once per content.
+
+    The folder is ``<cache>/<stem>-<sha256[:12]>`` and records the file and its SHA-256
+    in ``gguf-source.json``; transformers reads the file (the ``gguf`` package).
+    """
+    import sys
+
+    sha = _sha256(path)
+    target = Path(cache or GGUF_CACHE) / f"{path.stem}-{sha[:12]}"
+    if has_weights(target) and (target / GGUF_SOURCE).is_file():
+        return target
+    try:
+        import gguf  # noqa: F401 - transformers needs it to read the file
+    except ImportError:
+        raise ModelError(
+            f"model.path: {path} is a GGUF file; install the gguf package (pip install gguf)"
+        ) from None
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    print(f"gmpo: dequantising {path.name} once into {target}", file=sys.stderr, flush=True)
+    folder, name = str(path.parent), path.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+    source = {"file": str(path.resolve()), "sha256": sha, "bytes": path.stat().st_size}
+    return save_model_dir(model, tokenizer, target, extra_files={GGUF_SOURCE: _json(source)})
+
+
+def local_model(path: str) -> str:
+    """``path`` as a loadable directory or hub id: a GGUF file (or folder of one) becomes
+    its dequantised folder; anything else is as given."""
+    found = gguf_file(path)
+    return str(dequantise_gguf(found)) if found else path
+
+
 def resolve_model_path(path: str, cache_dir: str | os.PathLike) -> str:
-    """The directory or hub id to load: ``tiny`` is built once under ``cache_dir``."""
+    """The directory or hub id to load: ``tiny`` is built once under ``cache_dir``; a
+    GGUF model is dequantised once (:func:`dequantise_gguf`)."""
     if path != TINY:
-        return path
+        return local_model(path)
     target = Path(cache_dir) / "tiny-model"
     if not has_weights(target):
         build_tiny_model(target)
@@ -180,7 +246,10 @@ def has_weights(directory: str | os.PathLike) -> bool:
 
 
 def check_model_dir(path: str, field: str = "model.path") -> None:
-    """Raise :class:`ModelError` for a local directory that cannot be a model (hub ids pass)."""
+    """Raise :class:`ModelError` for a local directory that cannot be a model (hub ids and
+    GGUF files pass)."""
+    if gguf_file(path) is not None:
+        return
     p = Path(path)
     looks_local = p.exists() or path.startswith((".", "/", "~")) or path.count("/") > 1
     if not looks_local:

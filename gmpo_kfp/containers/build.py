@@ -10,9 +10,10 @@ Two ways to build, the same recipe (``images/Dockerfile``) and the same checks:
   Nothing is pulled and the build runs with no network.
 
 Each image is built from a staged context (the package sources and that image's
-wheels, hard-linked), then checked (:func:`check_image`): it runs as uid 1000 with a
-read-only root filesystem, imports what it is for, answers ``gmpo --version``, and its
-environment carries no credentials.
+wheels, hard-linked); dangling images (its build stage, the version it replaced) are
+pruned after it, as they hold gigabytes. It is then checked (:func:`check_image`): it
+runs as uid 1000 with a read-only root filesystem, imports what it is for, answers
+``gmpo --version``, and its environment carries no credentials.
 """
 
 from __future__ import annotations
@@ -304,7 +305,17 @@ def build_images(
         done = Built(spec, seconds, docker.size_mb(spec.ref), checks)
         echo(done.line())
         built.append(done)
+        prune(docker)
     return built
+
+
+def prune(docker: Docker) -> None:
+    """Drop dangling images: the build stages (the wheelhouse and a virtualenv each, GBs)
+    and the versions a rebuild replaced. Tagged images stay."""
+    out = docker.run("image", "prune", "--force", check=False)
+    freed = (out.stdout or "").strip().splitlines()[-1:] or [""]
+    if freed[0]:
+        _say(f"pruned dangling images: {freed[0]}")
 
 
 def summary(built: Sequence[Built]) -> str:
