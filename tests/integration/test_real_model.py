@@ -1,4 +1,4 @@
-"""A real pretrained LLM: SmolLM2-135M-Instruct from its GGUF file (tests/real_data.py),
+"""A real pretrained LLM: SmolLM2-135M-Instruct from its GGUF file (gmpo_kfp.packaged),
 dequantised once, trained a few GMPO steps on TRL, and scored on real GSM8K problems."""
 
 from __future__ import annotations
@@ -13,16 +13,16 @@ from gmpo_kfp.config import apply_overrides, with_values
 from gmpo_kfp.data.importers import import_source
 from gmpo_kfp.data.schema import write_rl_parquet
 from gmpo_kfp.evaluate import evaluate
+from gmpo_kfp.packaged import GSM8K_TEST, SMOLLM2_135M_INSTRUCT, fetch, sha256_of
 from gmpo_kfp.presets import load_preset
 from gmpo_kfp.training import train
-from tests.real_data import GSM8K_TEST, SMOLLM2_GGUF, real_file
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def smollm2(tmp_path_factory):
-    gguf = real_file(SMOLLM2_GGUF)
+    gguf = fetch(SMOLLM2_135M_INSTRUCT)
     cache = tmp_path_factory.mktemp("gguf-cache")
     return gguf, models.dequantise_gguf(gguf, cache)
 
@@ -30,7 +30,7 @@ def smollm2(tmp_path_factory):
 def test_gguf_model_is_dequantised_once_with_its_sha256(smollm2):
     gguf, folder = smollm2
     source = json.loads((folder / models.GGUF_SOURCE).read_text())
-    assert source["sha256"] == models._sha256(gguf) and folder.name.endswith(source["sha256"][:12])
+    assert source["sha256"] == sha256_of(gguf) and folder.name.endswith(source["sha256"][:12])
     model, tokenizer = models.load_model_and_tokenizer(str(folder))
     assert type(model).__name__ == "LlamaForCausalLM"
     assert 130e6 < sum(p.numel() for p in model.parameters()) < 140e6
@@ -52,7 +52,7 @@ def test_a_folder_holding_one_gguf_file_names_it(smollm2, tmp_path):
 def test_a_few_gmpo_steps_and_real_problems_on_the_real_model(smollm2, tmp_path):
     """Two GMPO steps on 4 real GSM8K problems, validated and scored on 4 others."""
     _, folder = smollm2
-    rows = import_source("gsm8k", real_file(GSM8K_TEST), split="test", limit=8)
+    rows = import_source("gsm8k", fetch(GSM8K_TEST), split="test", limit=8)
     train_file = write_rl_parquet(rows[:4], tmp_path / "train.parquet")
     val_file = write_rl_parquet(rows[4:], tmp_path / "val.parquet")
     config = apply_overrides(
