@@ -83,6 +83,12 @@ class DataConfig(_Section):
     _prefix: ClassVar[str] = "data."
     train_files: list[str] = _f([], "training data: verl RL parquet files (local paths or s3://)")
     val_files: list[str] = _f([], "validation data: verl RL parquet files")
+    val_max_samples: int = _f(
+        -1,
+        "validate during training on a random subset of this many validation rows (-1: all; "
+        "verl's data.val_max_samples; the evaluate step still scores every row)",
+        min=-1,
+    )
     sft_files: list[str] = _f([], "supervised warm-up data (sft.enabled): verl RL parquet files")
     task: str = _f(
         "",

@@ -177,6 +177,8 @@ PACKAGED_MODELS = {"smollm2-135m-instruct": SMOLLM2_135M_INSTRUCT}
 #: Where GGUF models are dequantised once (one folder per file's SHA-256).
 GGUF_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gmpo-kfp" / "gguf"
 GGUF_SOURCE = "gguf-source.json"
+#: Bumped when the dequantised folder's content changes: older folders are made again.
+GGUF_FORMAT = 2
 
 
 def gguf_file(path: str) -> Path | None:
@@ -198,14 +200,18 @@ def dequantise_gguf(path: Path, cache: str | os.PathLike | None = None) -> Path:
     """A model folder made from the GGUF file at ``path`` (float32), once per content.
 
     The folder is ``<cache>/<stem>-<sha256[:12]>`` and records the file and its SHA-256
-    in ``gguf-source.json``; transformers reads the file (the ``gguf`` package).
+    in ``gguf-source.json``; transformers reads the file (the ``gguf`` package). The
+    tokenizer's BOS, EOS and padding tokens are the file's own (:func:`_file_special_tokens`).
     """
+    import json
     import sys
 
     sha = sha256_of(path)
     target = Path(cache or GGUF_CACHE) / f"{path.stem}-{sha[:12]}"
     if has_weights(target) and (target / GGUF_SOURCE).is_file():
-        return target
+        made = json.loads((target / GGUF_SOURCE).read_text())
+        if made.get("format") == GGUF_FORMAT:
+            return target
     try:
         import gguf  # noqa: F401 - transformers needs it to read the file
     except ImportError:
@@ -218,8 +224,30 @@ def dequantise_gguf(path: Path, cache: str | os.PathLike | None = None) -> Path:
     folder, name = str(path.parent), path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
-    source = {"file": str(path.resolve()), "sha256": sha, "bytes": path.stat().st_size}
+    _file_special_tokens(tokenizer, model)
+    source = {
+        "file": str(path.resolve()),
+        "sha256": sha,
+        "bytes": path.stat().st_size,
+        "format": GGUF_FORMAT,
+    }
     return save_model_dir(model, tokenizer, target, extra_files={GGUF_SOURCE: _json(source)})
+
+
+def _file_special_tokens(tokenizer: Any, model: Any) -> None:
+    """Set the tokenizer's BOS / EOS / padding tokens to the ids the GGUF file names.
+
+    transformers (5.10) builds SmolLM2's tokenizer with EOS ``<|im_start|>`` (the BOS,
+    id 1) though the file says ``tokenizer.ggml.eos_token_id = 2`` (``<|im_end|>``); the
+    model's generation config carries the file's ids, so generation would stop at the
+    wrong token and TRL would "align" the model to it."""
+    generation = model.generation_config
+    for name in ("bos", "eos", "pad"):
+        token_id = getattr(generation, f"{name}_token_id", None)
+        if isinstance(token_id, list):
+            token_id = token_id[0] if token_id else None
+        if token_id is not None and getattr(tokenizer, f"{name}_token_id") != token_id:
+            setattr(tokenizer, f"{name}_token", tokenizer.convert_ids_to_tokens(token_id))
 
 
 def local_model(path: str) -> str:

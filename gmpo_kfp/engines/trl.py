@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import TrainerCallback
 
@@ -449,6 +450,16 @@ def _rl_dataset(rows: Sequence[dict]) -> Any:
     )
 
 
+def val_subset(rows: list[dict], config: TrainConfig) -> list[dict]:
+    """``data.val_max_samples`` of the validation rows, chosen as verl chooses them (a
+    seeded ``numpy`` choice without replacement, in its order); all when -1 or enough."""
+    size = config.data.val_max_samples
+    if size < 0 or size >= len(rows):
+        return rows
+    chosen = np.random.default_rng(config.trainer.seed).choice(len(rows), size, replace=False)
+    return [rows[i] for i in chosen.tolist()]
+
+
 def sft_warmup(
     config: TrainConfig,
     model: Any,
@@ -627,7 +638,7 @@ class TRLEngine:
             raise DataError(
                 "data.train_files: the files hold no rows; give a non-empty parquet file"
             )
-        val_rows = read_rl_files(c.data.val_files, "data.val_files")
+        val_rows = val_subset(read_rl_files(c.data.val_files, "data.val_files"), c)
         print(
             f"gmpo: trl engine, {c.algorithm.loss} loss, {len(train_rows)} training prompts, "
             f"output {c.trainer.output_dir}",

@@ -122,6 +122,10 @@ def verl_override_map(config: TrainConfig, device: str = "gpu") -> dict[str, Any
     o["algorithm.use_kl_in_reward"] = False
     o["data.train_files"] = list(c.data.train_files)
     o["data.val_files"] = list(c.data.val_files)
+    o["data.val_max_samples"] = c.data.val_max_samples
+    # verl's default data.seed is null: the training order and the validation subset would
+    # change from run to run; the one seed decides them
+    o["data.seed"] = c.trainer.seed
     o["data.train_batch_size"] = c.batch.train_batch_size
     o["data.max_prompt_length"] = c.data.max_prompt_length
     o["data.max_response_length"] = c.data.max_response_length

@@ -7,6 +7,8 @@
   README's advised clip 0.2 / 0.2 (the script used 0.4).
 - ``paper-qwen2.5-math-7b``: the paper's own recipe (MATH levels 3-5, n 8, batch 128).
 - ``tiny-cpu``: the local default, a tiny model on a laptop CPU.
+- ``smollm2-135m-cpu``: a real pretrained LLM (SmolLM2-135M-Instruct, shipped on PyPI)
+  on a laptop CPU: format warm-up, then GMPO on the arithmetic task.
 """
 
 from __future__ import annotations

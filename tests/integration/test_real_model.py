@@ -35,6 +35,10 @@ def test_gguf_model_is_dequantised_once_with_its_sha256(smollm2):
     assert type(model).__name__ == "LlamaForCausalLM"
     assert 130e6 < sum(p.numel() for p in model.parameters()) < 140e6
     assert tokenizer.chat_template
+    # the file's own special tokens (transformers' GGUF tokenizer took <|im_start|> as EOS)
+    assert tokenizer.eos_token == "<|im_end|>" == tokenizer.pad_token
+    assert tokenizer.eos_token_id == model.generation_config.eos_token_id
+    assert source["format"] == models.GGUF_FORMAT
     stamp = os.stat(folder / "config.json").st_mtime_ns
     assert models.dequantise_gguf(gguf, folder.parent) == folder  # cached: not made again
     assert os.stat(folder / "config.json").st_mtime_ns == stamp

@@ -69,3 +69,31 @@ def test_verl_loads_our_grader_as_its_custom_reward_function():
 def test_the_qwen3_8b_scripts_balance_batch_is_verls_default():
     _, composed = verl_config("gmpo-qwen3-8b-math")
     assert composed.trainer.balance_batch is True  # the script's trainer.balance_batch=True
+
+
+def test_the_validation_subset_is_the_one_verl_selects(tmp_path):
+    """data.val_max_samples: the trl engine validates on the rows verl's RLHFDataset keeps."""
+    from omegaconf import OmegaConf
+    from verl.utils.dataset.rl_dataset import RLHFDataset
+
+    from gmpo_kfp.data.arithmetic import arithmetic_rows
+    from gmpo_kfp.data.schema import write_rl_parquet
+    from gmpo_kfp.engines.trl import val_subset
+    from gmpo_kfp.models import build_tiny_model, load_tokenizer
+
+    rows = arithmetic_rows("test", limit=200)
+    path = write_rl_parquet(rows, tmp_path / "val.parquet")
+    config = apply_overrides(load_preset("tiny-cpu"), ["data.val_max_samples=16", "trainer.seed=7"])
+    o = verl_override_map(apply_overrides(config, ["optim.lr_schedule=cosine"]), "cpu")
+    assert o["data.val_max_samples"] == 16 and o["data.seed"] == 7
+    data_config = OmegaConf.create(
+        {"shuffle": True, "seed": o["data.seed"], "max_prompt_length": 16, "prompt_key": "prompt"}
+    )
+    tokenizer = load_tokenizer(str(build_tiny_model(tmp_path / "tiny")))
+    dataset = RLHFDataset(
+        [str(path)], tokenizer, data_config, max_samples=o["data.val_max_samples"]
+    )
+    theirs = [dataset.dataframe[i]["extra_info"]["index"] for i in range(len(dataset))]
+    ours = [r["extra_info"]["index"] for r in val_subset(rows, config)]
+    assert len(ours) == 16 and ours == theirs
+    assert val_subset(rows, apply_overrides(config, ["data.val_max_samples=-1"])) == rows

@@ -181,6 +181,7 @@ def test_all_presets_load_without_warnings():
         "gmpo-qwen2.5-7b-math",
         "gmpo-qwen3-8b-math",
         "paper-qwen2.5-math-7b",
+        "smollm2-135m-cpu",
         "tiny-cpu",
     ]
     with warnings.catch_warnings():
