@@ -178,7 +178,7 @@ PACKAGED_MODELS = {"smollm2-135m-instruct": SMOLLM2_135M_INSTRUCT}
 GGUF_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gmpo-kfp" / "gguf"
 GGUF_SOURCE = "gguf-source.json"
 #: Bumped when the dequantised folder's content changes: older folders are made again.
-GGUF_FORMAT = 2
+GGUF_FORMAT = 3
 
 
 def gguf_file(path: str) -> Path | None:
@@ -240,7 +240,11 @@ def _file_special_tokens(tokenizer: Any, model: Any) -> None:
     transformers (5.10) builds SmolLM2's tokenizer with EOS ``<|im_start|>`` (the BOS,
     id 1) though the file says ``tokenizer.ggml.eos_token_id = 2`` (``<|im_end|>``); the
     model's generation config carries the file's ids, so generation would stop at the
-    wrong token and TRL would "align" the model to it."""
+    wrong token and TRL would "align" the model to it. A byte-level BPE tokenizer also
+    keeps its text as decoded (no WordPiece space clean-up, which transformers warns
+    about at every decode)."""
+    if getattr(tokenizer, "clean_up_tokenization_spaces", False):
+        tokenizer.clean_up_tokenization_spaces = False
     generation = model.generation_config
     for name in ("bos", "eos", "pad"):
         token_id = getattr(generation, f"{name}_token_id", None)

@@ -39,6 +39,7 @@ def test_gguf_model_is_dequantised_once_with_its_sha256(smollm2):
     assert tokenizer.eos_token == "<|im_end|>" == tokenizer.pad_token
     assert tokenizer.eos_token_id == model.generation_config.eos_token_id
     assert source["format"] == models.GGUF_FORMAT
+    assert tokenizer.clean_up_tokenization_spaces is False  # byte-level BPE: text as decoded
     stamp = os.stat(folder / "config.json").st_mtime_ns
     assert models.dequantise_gguf(gguf, folder.parent) == folder  # cached: not made again
     assert os.stat(folder / "config.json").st_mtime_ns == stamp
