@@ -61,13 +61,14 @@ def markdown(report: dict) -> str:
     lines = [
         f"SmolLM2-135M-Instruct, preset `{PRESET}`, {report['machine']}",
         "",
-        "| benchmark | problems | Pass@1 before | Pass@1 after | problems/s (after) |",
-        "|---|---|---|---|---|",
+        "| benchmark | problems | Pass@1 pretrained | after warm-up | after GMPO | problems/s |",
+        "|---|---|---|---|---|---|",
     ]
     for name, row in report["benchmarks"].items():
-        before, after = row["before"], row["after"]
+        before, warm, after = row["before"], row.get("warm_up"), row["after"]
+        warmed = "-" if warm is None else f"{warm['pass_at_1']:.3f}"
         lines.append(
-            f"| {name} | {after['problems']} | {before['pass_at_1']:.3f} | "
+            f"| {name} | {after['problems']} | {before['pass_at_1']:.3f} | {warmed} | "
             f"{after['pass_at_1']:.3f} | {after['problems_per_s']:.2f} |"
         )
     sft = report["warm_up"]
@@ -126,6 +127,13 @@ def main() -> int:
         phases["rl"] = result.seconds
 
         start = time.perf_counter()
+        # the warm-up's model on the task alone: what RL added on top of the format warm-up
+        task = next(iter(files))
+        warm = {
+            task: scored(
+                str(Path(config.trainer.output_dir) / "sft-model"), files[task], new_tokens[task]
+            )
+        }
         after = {
             name: scored(str(result.model_dir), path, new_tokens[name])
             for name, path in files.items()
@@ -140,7 +148,10 @@ def main() -> int:
             "before": result.pass_at_1_before,
             "after": result.pass_at_1_after,
         },
-        "benchmarks": {name: {"before": before[name], "after": after[name]} for name in files},
+        "benchmarks": {
+            name: {"before": before[name], "warm_up": warm.get(name), "after": after[name]}
+            for name in files
+        },
     }
     text = markdown(report)
     out = Path(args.out)
