@@ -56,6 +56,10 @@ def scored(model_dir: str, path: Path, max_new_tokens: int) -> dict:
     }
 
 
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def markdown(report: dict) -> str:
     t = report["phases"]
     lines = [
@@ -78,9 +82,9 @@ def markdown(report: dict) -> str:
         "|---|---|---|",
         f"| model | {t['model']:.0f} | fetch and dequantise the GGUF file (cached after once) |",
         f"| warm-up | {t['warm_up']:.0f} | {sft['steps']} supervised steps, "
-        f"check Pass@1 {sft['pass_at_1']} |",
+        f"check Pass@1 {_num(sft['pass_at_1'])} |",
         f"| RL | {t['rl']:.0f} | {report['rl']['steps']} GMPO steps, validation Pass@1 "
-        f"{report['rl']['before']} -> {report['rl']['after']} |",
+        f"{_num(report['rl']['before'])} -> {_num(report['rl']['after'])} |",
         f"| evaluation | {t['evaluation']:.0f} | before and after, every benchmark |",
     ]
     return "\n".join(lines) + "\n"
