@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 from gmpo_kfp.kfp_runs import SMOKE_OVERRIDES, run_local
+from gmpo_kfp.settings import cache_root
 
 
 def main() -> int:
@@ -36,7 +37,7 @@ def main() -> int:
     if args.daemon:
         from gmpo_kfp.containers.engine import PrivateDaemon
 
-        cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gmpo-kfp"
+        cache = cache_root()
         daemon = PrivateDaemon(cache / "docker").start()
         os.environ["DOCKER_HOST"] = daemon.docker.host
     overrides = [] if args.full else list(SMOKE_OVERRIDES)

@@ -70,10 +70,10 @@ def markdown(report: dict) -> str:
     ]
     for name, row in report["benchmarks"].items():
         before, warm, after = row["before"], row.get("warm_up"), row["after"]
-        warmed = "-" if warm is None else f"{warm['pass_at_1']:.3f}"
+        warmed = _num(None if warm is None else warm["pass_at_1"])
         lines.append(
-            f"| {name} | {after['problems']} | {before['pass_at_1']:.3f} | {warmed} | "
-            f"{after['pass_at_1']:.3f} | {after['problems_per_s']:.2f} |"
+            f"| {name} | {after['problems']} | {_num(before['pass_at_1'])} | {warmed} | "
+            f"{_num(after['pass_at_1'])} | {after['problems_per_s']:.2f} |"
         )
     sft = report["warm_up"]
     lines += [
@@ -109,20 +109,21 @@ def main() -> int:
         phases["model"] = time.perf_counter() - start
 
         config = materialise_task(config)
+        task = "arithmetic (held out)"
         task_rows = subset(read_rl_parquet(config.data.val_files[0]), args.task_problems)
-        files = {"arithmetic (held out)": write_rl_parquet(task_rows, root / "task.parquet")}
+        # benchmark -> (its problems, new tokens per answer)
+        files = {
+            task: (
+                write_rl_parquet(task_rows, root / "task.parquet"),
+                config.data.max_response_length,
+            )
+        }
         for name, item, source in (("MATH-500", MATH_500, "math"), ("GSM8K", GSM8K_TEST, "gsm8k")):
             rows = subset(import_source(source, fetch(item), split="test"), args.real_problems)
-            files[name] = write_rl_parquet(rows, root / f"{source}.parquet")
-        new_tokens = {
-            name: config.data.max_response_length
-            if name.startswith("arithmetic")
-            else args.max_new_tokens
-            for name in files
-        }
+            files[name] = (write_rl_parquet(rows, root / f"{source}.parquet"), args.max_new_tokens)
 
         start = time.perf_counter()
-        before = {name: scored(base, path, new_tokens[name]) for name, path in files.items()}
+        before = {name: scored(base, *spec) for name, spec in files.items()}
         phases["evaluation"] = time.perf_counter() - start
 
         result = train(with_values(config, {"model.path": base}), progress=True)
@@ -132,16 +133,8 @@ def main() -> int:
 
         start = time.perf_counter()
         # the warm-up's model on the task alone: what RL added on top of the format warm-up
-        task = next(iter(files))
-        warm = {
-            task: scored(
-                str(Path(config.trainer.output_dir) / "sft-model"), files[task], new_tokens[task]
-            )
-        }
-        after = {
-            name: scored(str(result.model_dir), path, new_tokens[name])
-            for name, path in files.items()
-        }
+        warm = {task: scored(str(Path(config.trainer.output_dir) / "sft-model"), *files[task])}
+        after = {name: scored(str(result.model_dir), *spec) for name, spec in files.items()}
         phases["evaluation"] += time.perf_counter() - start
     report = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",

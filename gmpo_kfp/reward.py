@@ -66,6 +66,8 @@ TAIL_CHARS = 300
 #: A number written with thousands separators, and nothing else.
 THOUSANDS = re.compile(r"-?\d{1,3}(,\d{3})+")
 DEFAULT_TIMEOUT_S = 10.0
+#: The start of a box: ``\boxed{`` or ``\fbox{``.
+BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
 
 
 class RewardError(ValueError):
@@ -86,7 +88,7 @@ class Grade:
 
 def last_boxed(text: str) -> str | None:
     """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``), braces balanced; None if none."""
-    starts = [m.start() for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text)]
+    starts = [m.start() for m in BOX.finditer(text)]
     if not starts:
         return None
     start = text.index("{", starts[-1])

@@ -8,7 +8,17 @@ than in pipeline parameters.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from gmpo_kfp import __version__
+
+
+def cache_root() -> Path:
+    """Where gmpo-kfp keeps what it fetches or builds once, on this machine
+    (``$XDG_CACHE_HOME/gmpo-kfp``, default ``~/.cache/gmpo-kfp``)."""
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gmpo-kfp"
+
 
 #: Container registry and repository of our images (override when mirroring).
 IMAGE_REGISTRY = "ghcr.io/gmpo-kfp"

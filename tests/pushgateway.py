@@ -8,7 +8,6 @@ root needed). The server listens on 127.0.0.1 only and is stopped by the context
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import subprocess
 import tempfile
@@ -17,9 +16,10 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from gmpo_kfp.settings import cache_root
 from tests.s3server import free_port
 
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gmpo-kfp" / "pushgateway"
+CACHE = cache_root() / "pushgateway"
 PACKAGE = "prometheus-pushgateway"
 
 

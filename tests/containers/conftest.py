@@ -15,15 +15,15 @@ project's machines find it through pip's own configuration; elsewhere
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
 from gmpo_kfp.containers.build import build_images
 from gmpo_kfp.containers.engine import PrivateDaemon
 from gmpo_kfp.containers.specs import images_of
+from gmpo_kfp.settings import cache_root
 
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gmpo-kfp"
+CACHE = cache_root()
 
 
 @pytest.fixture(scope="session")

@@ -43,7 +43,6 @@ from gmpo_kfp.packaged import MATH_VERIFY_TESTS, fetch
 #: The options math-verify's ``verify`` uses by default, which our helper keeps.
 DEFAULT_OPTIONS = {"precision": 6, "strict": True, "allow_set_relation_comp": False}
 SPAN = re.compile(r"^\s*(?:\$\$(.*)\$\$|\$(.*)\$|\\\[(.*)\\\]|\\\((.*)\\\))\s*$", re.S)
-BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
 
 #: Disagreements that are no kind of their own, each with its reason:
 #: (test function, gold, pred) -> why.
@@ -123,7 +122,7 @@ def _bare(text: str) -> bool:
 
 def as_response(pred: str) -> str | None:
     """The response our grader sees; None for free text without a box."""
-    if BOX.search(pred):
+    if reward.BOX.search(pred):
         return pred
     inner = _span(pred)
     if inner is not None:
@@ -133,7 +132,7 @@ def as_response(pred: str) -> str | None:
 
 def as_truth(gold: str) -> str | None:
     """The ground truth a dataset would hold; None for a solution without a box."""
-    if BOX.search(gold):
+    if reward.BOX.search(gold):
         return gold
     inner = _span(gold)
     if inner is not None:
@@ -146,9 +145,9 @@ def disagreement_kind(case: Case) -> str | None:
     listed = case.listed_reason()
     if listed:
         return listed
-    if len(BOX.findall(case.pred)) > 1:
+    if len(reward.BOX.findall(case.pred)) > 1:
         return "the answer is split over several boxes; the last box is the answer (verl)"
-    if len(BOX.findall(case.gold)) > 1:
+    if len(reward.BOX.findall(case.gold)) > 1:
         return "the gold is split over several boxes; the last box is the truth (importer)"
     for text in (case.gold, case.pred):
         if DECIMAL_COMMA.fullmatch(text) and not reward.THOUSANDS.fullmatch(text):
