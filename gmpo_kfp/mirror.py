@@ -6,14 +6,22 @@ engine's checkpoint folder, as the Prometheus exporter follows the metrics file:
 no engine calls it, so TRL and verl are mirrored the same way. Which folders are
 complete checkpoints is the engine's :class:`~gmpo_kfp.engines.base.CheckpointLayout`.
 
+The warm-up model (``sft.enabled``) is the start of every checkpoint's run (the
+policy's first weights, the reference model of the KL term, the tokenizer): it is
+mirrored once, before the first RL step, so a retry resumes with it instead of
+training it again or falling back to the base model.
+
 Store layout::
 
     checkpoints/<name>/...      the checkpoint's files
     checkpoints/metrics.jsonl   the metrics file as it was at that checkpoint
     checkpoints/latest.json     {"checkpoint", "step", "files": {rel: {size, sha256}}}
+    sft-model/...               the warm-up model's files
+    sft-model.json              {"files": {rel: {size, sha256}}, "info": warm-up figures}
 
-``latest.json`` is written after every file of its checkpoint, so a reader only
-ever restores a complete one; every restored file is checked against its SHA-256.
+``latest.json`` (``sft-model.json``) is written after every file it names, so a
+reader only ever restores a complete one; every restored file is checked against
+its SHA-256.
 """
 
 from __future__ import annotations
@@ -29,6 +37,8 @@ from gmpo_kfp.engines.base import Checkpoint, CheckpointLayout, latest
 
 LATEST = "latest.json"
 METRICS = "metrics.jsonl"
+WARMUP = "sft-model"
+WARMUP_POINTER = "sft-model.json"
 
 
 def _say(message: str) -> None:
@@ -46,7 +56,8 @@ class CheckpointMirror:
         *,
         poll_s: float = 1.0,
     ):
-        self.uri = f"{output_uri.rstrip('/')}/checkpoints"
+        self.output_uri = output_uri.rstrip("/")
+        self.uri = f"{self.output_uri}/checkpoints"
         self.work_dir = Path(work_dir)
         self.root = self.work_dir / "checkpoints"
         self.layout = layout
@@ -82,6 +93,34 @@ class CheckpointMirror:
         self.layout.restored(self.root, checkpoint)
         _say(f"restored {name} (step {step}) from {store.url(name)}")
         return checkpoint
+
+    # ------------------------------------------------------------------ warm-up model
+
+    def save_warmup(self, folder: str | Path, info: dict | None) -> None:
+        """Upload the warm-up model, then ``sft-model.json`` naming its files."""
+        store = storage.open_store(self.output_uri)
+        files = store.upload_dir(folder, WARMUP)
+        body = {"files": files, "info": info}
+        store.put_bytes(WARMUP_POINTER, json.dumps(body, sort_keys=True).encode())
+        _say(f"warm-up model mirrored to {store.url(WARMUP)}")
+
+    def restore_warmup(self, folder: str | Path) -> dict | None:
+        """Download the mirrored warm-up model into ``folder`` (whole or not at all);
+        returns its warm-up figures, or None when none was mirrored."""
+        from gmpo_kfp.models import replace_dir
+
+        store = storage.open_store(self.output_uri)
+        raw = store.get_bytes(WARMUP_POINTER)
+        if raw is None:
+            return None
+        body = json.loads(raw)
+        target = Path(folder)
+        staging = target.parent / f".{target.name}.restoring"
+        for rel, meta in body["files"].items():
+            store.download_file(f"{WARMUP}/{rel}", staging / rel, sha256=meta["sha256"])
+        replace_dir(staging, target)
+        _say(f"restored the warm-up model from {store.url(WARMUP)}")
+        return body.get("info") or {}
 
     # ------------------------------------------------------------------ mirror
 

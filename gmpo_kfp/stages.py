@@ -175,6 +175,7 @@ def train_stage(
         "metrics": metrics,
         "config": _config_dict(config),
         "restored_step": result.restored_step,
+        "base_model": result.base_model,
     }
 
 

@@ -37,6 +37,7 @@ class TrainResult:
     resumed_from: str | None  # the local checkpoint this run resumed from
     restored_step: int | None  # the step of the checkpoint restored from output_uri
     sft: dict[str, Any] | None  # warm-up steps, seconds, Pass@1 (when it ran now)
+    base_model: str  # the weights RL started from: the warm-up model, else model.path's
     pass_at_1_before: float | None  # validation Pass@1 at step 0
     pass_at_1_after: float | None  # validation Pass@1 at the last step
 
@@ -88,6 +89,41 @@ def check_inputs(config: TrainConfig) -> None:
         raise ConfigError("sft.enabled: data.sft_files is empty; give warm-up data or disable it")
 
 
+def _warm_start(
+    config: TrainConfig,
+    base: str,
+    sft_dir: Path,
+    mirror: CheckpointMirror | None,
+    resume: Any,
+    progress: bool,
+) -> tuple[str, dict[str, Any] | None]:
+    """The warm-up model RL starts from: kept from an earlier attempt (``trainer.resume=
+    auto``: in ``sft_dir``, else restored from the mirror), else trained now and mirrored.
+
+    A resumed checkpoint was trained from the warm-up model (its reference model, its
+    tokenizer): resuming without it would quietly change the run, so that fails.
+    """
+    from gmpo_kfp.models import has_weights
+
+    auto = config.trainer.resume == "auto"
+    if auto and mirror is not None and not has_weights(sft_dir):
+        mirror.restore_warmup(sft_dir)
+    if auto and has_weights(sft_dir):
+        return str(sft_dir), None
+    if resume is not None:
+        where = f" nor mirrored under {mirror.output_uri}" if mirror else ""
+        raise ConfigError(
+            f"trainer.resume=auto: checkpoint step {resume.step} was trained after the warm-up, "
+            f"whose model is neither in {sft_dir}{where}; set trainer.resume=disable to start over"
+        )
+    from gmpo_kfp.engines.trl import warm_up
+
+    info = warm_up(config, base, sft_dir, progress=progress)
+    if mirror is not None:
+        mirror.save_warmup(sft_dir, info)
+    return str(sft_dir), info
+
+
 def train(
     config: TrainConfig,
     *,
@@ -103,7 +139,7 @@ def train(
     (``s3://`` or a path) and, with ``trainer.resume=auto``, restore the latest one
     first, so a retried run in an empty folder resumes where the last one stopped.
     """
-    from gmpo_kfp.models import TINY, check_model_dir, has_weights, resolve_model_path
+    from gmpo_kfp.models import TINY, check_model_dir, resolve_model_path
 
     engine = engine or get_engine(config.engine)
     if config.model.path != TINY:
@@ -128,14 +164,7 @@ def train(
     base = resolve_model_path(config.model.path, out)
     sft_info = None
     if config.sft.enabled:
-        sft_dir = out / "sft-model"
-        if resume is None and not (auto and has_weights(sft_dir)):
-            from gmpo_kfp.engines.trl import warm_up
-
-            sft_info = warm_up(config, base, sft_dir, progress=progress)
-        if has_weights(sft_dir):
-            base = str(sft_dir)
-        # resumed without the warm-up model (an empty pod): the checkpoint holds the weights
+        base, sft_info = _warm_start(config, base, out / "sft-model", mirror, resume, progress)
     # the run ends with these steps: records after the resumed checkpoint are rewritten
     M.truncate_after(metrics_file, resume.step if resume else -1)
     run_config = with_values(config, {"model.path": base, "sft.enabled": False})
@@ -153,6 +182,7 @@ def train(
         resumed_from=str(resume.path) if resume else None,
         restored_step=restored.step if restored else None,
         sft=sft_info,
+        base_model=base,
         pass_at_1_before=before,
         pass_at_1_after=after,
     )

@@ -108,6 +108,38 @@ def cpu_override_map(config: TrainConfig) -> dict[str, Any]:
     return o
 
 
+#: What a verl checkpoint may hold (``checkpoint.save_contents``), and what a resume
+#: reloads: verl's ``load_contents`` defaults to ``save_contents``, and a checkpoint
+#: without model shards resumes at its step with the base model's weights.
+CHECKPOINT_CONTENTS = ("model", "optimizer", "extra", "hf_model")
+RESUMABLE = ("model", "optimizer", "extra")
+
+
+def check_checkpoint_contents(config: TrainConfig) -> None:
+    """``verl.checkpoint_contents`` gives a final model and, with resume on, a checkpoint a
+    retried step can continue from."""
+    c = config
+    contents = list(c.verl.checkpoint_contents)
+    unknown = [x for x in contents if x not in CHECKPOINT_CONTENTS]
+    if unknown:
+        raise ConfigError(
+            f"verl.checkpoint_contents: {unknown[0]!r} is not a checkpoint part; use "
+            + ", ".join(CHECKPOINT_CONTENTS)
+        )
+    if "model" not in contents and "hf_model" not in contents:
+        raise ConfigError(
+            "verl.checkpoint_contents: neither model nor hf_model; the run would end with no "
+            "model (add hf_model, or model for the FSDP merger)"
+        )
+    missing = [x for x in RESUMABLE if x not in contents]
+    if missing and c.trainer.resume == "auto":
+        raise ConfigError(
+            f"verl.checkpoint_contents: without {', '.join(missing)} a retried step cannot "
+            "resume (verl would continue from the base weights); add them, or set "
+            "trainer.resume=disable"
+        )
+
+
 def verl_override_map(config: TrainConfig, device: str = "gpu") -> dict[str, Any]:
     """The overrides as an ordered mapping key -> Python value (``device``: gpu or cpu)."""
     c = config
@@ -115,6 +147,7 @@ def verl_override_map(config: TrainConfig, device: str = "gpu") -> dict[str, Any
         raise ConfigError(
             "optim.lr_schedule=linear is not available in verl: use constant or cosine"
         )
+    check_checkpoint_contents(c)
     o: dict[str, Any] = {}
     o["algorithm.adv_estimator"] = "grpo"
     if c.algorithm.adv_estimator == "drgrpo":
@@ -234,6 +267,9 @@ def verl_command(config: TrainConfig, python: str = "python3", device: str = "gp
 
 #: verl writes this after every file of a checkpoint: the newest complete one.
 LATEST_MARKER = "latest_checkpointed_iteration.txt"
+#: where, in a checkpoint's ``actor/``, verl saves the model with ``hf_model`` (and its
+#: config and tokenizer always)
+HF_FOLDER = "huggingface"
 
 
 class VerlLayout:
@@ -370,7 +406,7 @@ class VerlEngine:
         return VerlLayout()
 
     def run(self, config: TrainConfig, *, progress: bool = True) -> EngineRun:
-        from gmpo_kfp.models import replace_dir
+        from gmpo_kfp.models import has_weights, replace_dir
 
         c = config
         device = verl_device(c, cuda=cuda_here())
@@ -408,11 +444,17 @@ class VerlEngine:
         model_dir = out / "model"
         staging = out / ".model.merging"
         shutil.rmtree(staging, ignore_errors=True)
-        _stream(
-            merge_command(newest.path / "actor", staging, self.python),
-            {**os.environ, **env},
-            "verl model merge",
-        )
+        written = newest.path / "actor" / HF_FOLDER
+        if "hf_model" in c.verl.checkpoint_contents and has_weights(written):
+            # verl saved the whole model in Hugging Face format: nothing to merge
+            print(f"gmpo: final model: verl's {written}", file=sys.stderr)
+            shutil.copytree(written, staging)
+        else:
+            _stream(
+                merge_command(newest.path / "actor", staging, self.python),
+                {**os.environ, **env},
+                "verl model merge",
+            )
         replace_dir(staging, model_dir)
         return EngineRun(
             model_dir=model_dir, metrics_file=metrics_file, steps=newest.step, seconds=seconds

@@ -12,6 +12,8 @@ are not edited; each piece goes through a registry or hook verl offers:
 - verl registers its FSDP engine for cuda and npu only; ``VERL_ENGINE_DEVICE=cuda``
   (verl's own switch) selects the same engine class, which runs on the platform's
   device;
+- the reference model's FSDP2 CPU offload pins memory, which needs an accelerator:
+  on the CPU it is left unpinned (a KL loss runs, as on a GPU);
 - a transformers rollout backend, ``rollout.name=transformers`` (:mod:`.rollout`).
 
 The Hydra side (FSDP2, sdpa attention, no remove-padding, logical Ray resources)

@@ -25,6 +25,21 @@ def _gloo_process_group(module: ModuleType) -> None:
     module.initialize_global_process_group_ray = initialize_gloo
 
 
+def _unpinned_offload(module: ModuleType) -> None:
+    """The reference model (``forward_only``) gets FSDP2's ``CPUOffloadPolicy(pin_memory=
+    True)``; pinning needs an accelerator. On the CPU the parameters are in host memory
+    already: the same policy, unpinned."""
+    policy = module.CPUOffloadPolicy
+    if policy is None or getattr(policy, "_gmpo_unpinned", False):
+        return
+
+    def unpinned(pin_memory: bool = True):
+        return policy(pin_memory=False)
+
+    unpinned._gmpo_unpinned = True
+    module.CPUOffloadPolicy = unpinned
+
+
 def _register_rollout_class(module: ModuleType) -> None:
     module._ROLLOUT_REGISTRY[(ROLLOUT_NAME, "async")] = f"{_ROLLOUT}.TransformersServerAdapter"
 
@@ -44,6 +59,7 @@ def install() -> None:
 
     verl_compat.install()
     after_import("verl.workers.engine_workers", _gloo_process_group)
+    after_import("verl.workers.engine.fsdp.transformer_impl", _unpinned_offload)
     after_import("verl.workers.rollout.base", _register_rollout_class)
     after_import("verl.workers.rollout.replica", _register_replica)
 

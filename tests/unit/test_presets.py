@@ -17,7 +17,8 @@ REF = "actor_rollout_ref.ref."
 M = "actor_rollout_ref.model."
 
 # run_qwen2_5-7b_math.sh, as listed in gmpo_spec.md. On purpose: loss_mode=gmpo (our
-# split-invariant registration) where the script says geo_mean.
+# split-invariant registration) where the script says geo_mean, and checkpoints that a
+# retried step resumes from (model, optimizer, extra) beside the script's hf_model.
 QUICK_START = {
     "algorithm.adv_estimator": "grpo",
     "algorithm.use_kl_in_reward": False,
@@ -41,7 +42,7 @@ QUICK_START = {
     A + "entropy_coeff": 0,
     A + "fsdp_config.param_offload": False,
     A + "fsdp_config.optimizer_offload": False,
-    A + "checkpoint.save_contents": ["hf_model"],
+    A + "checkpoint.save_contents": ["model", "optimizer", "extra", "hf_model"],
     R + "name": "vllm",
     R + "n": 5,
     R + "tensor_model_parallel_size": 2,
