@@ -79,3 +79,55 @@ def test_a_failed_verl_run_is_one_line_naming_the_step(tmp_path):
     with pytest.raises(RuntimeError, match=r"^verl training failed with exit code 1: .*no_such"):
         train(config, progress=False)
     assert not (tmp_path / "run" / "model").exists()
+
+
+def _recipe_contents() -> list[tuple[str, ...]]:
+    from gmpo_kfp.presets import preset_names
+
+    return sorted({tuple(load_preset(name).verl.checkpoint_contents) for name in preset_names()})
+
+
+@pytest.mark.parametrize("contents", _recipe_contents(), ids="+".join)
+def test_each_recipe_presets_checkpoint_contents_end_in_a_whole_model(tmp_path, contents):
+    """Every preset's ``verl.checkpoint_contents``, saved by real verl: the final model is
+    whole (every weight, the output layer too), trained, and the one verl's FSDP merger
+    makes of the same checkpoint."""
+    import subprocess
+    import sys
+
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from gmpo_kfp.engines.verl import merge_command
+    from gmpo_kfp.models import TINY, resolve_model_path
+
+    listed = "[" + ",".join(contents) + "]"
+    config = verl_config(
+        tmp_path / "run",
+        "sft.enabled=false",
+        "trainer.total_steps=1",
+        "trainer.save_freq=1",
+        "trainer.test_freq=-1",
+        "trainer.val_before_train=false",
+        f"verl.checkpoint_contents={listed}",
+    )
+    result = train(config, progress=False)
+    _, info = AutoModelForCausalLM.from_pretrained(result.model_dir, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+    final = load_file(str(result.model_dir / "model.safetensors"))
+    base = load_file(str(resolve_model_path(TINY, tmp_path / "run") + "/model.safetensors"))
+    assert any(not final[k].equal(base[k]) for k in base), "the model did not train"
+
+    actor = tmp_path / "run" / "checkpoints" / "global_step_1" / "actor"
+    if "hf_model" in contents:
+        # verl's own Hugging Face folder, in the training dtype (float32 here); the merger's
+        # model of the same checkpoint, in bfloat16: the same weights, rounded
+        assert {t.dtype for t in final.values()} == {torch.float32}
+        merged = tmp_path / "merged"
+        subprocess.run(merge_command(actor, merged, sys.executable), check=True)
+        other = load_file(str(merged / "model.safetensors"))
+        assert other.keys() == final.keys()
+        for name, tensor in final.items():
+            assert other[name].dtype == torch.bfloat16
+            assert tensor.to(torch.bfloat16).equal(other[name]), name
