@@ -143,20 +143,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    from gmpo_kfp.kfp_runs import newest_uri, submit
+    from gmpo_kfp.kfp_runs import submit
 
-    params = list(args.param or [])
-    if args.source_prefix:
-        newest = newest_uri(args.source_prefix)
-        print(f"gmpo: newest data {newest}", file=sys.stderr)
-        params.append(f"source_uri={newest}")
     out = submit(
         args.host,
         experiment=args.experiment,
         preset=args.preset or "tiny-cpu",
         overrides=args.set or [],
-        params=params,
+        params=args.param or [],
         wait_s=args.wait,
+        source_prefix=args.source_prefix or "",
     )
     print(f"run {out['run_id']}\n{out['url']}")
     return 0

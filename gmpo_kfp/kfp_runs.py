@@ -39,15 +39,15 @@ def pipeline_parameters(
     overrides: Sequence[str] = (),
     params: Sequence[str] = (),
     base: dict[str, Any] | None = None,
+    cuda: bool = True,
 ) -> dict[str, Any]:
-    """Pipeline arguments: ``--param k=v`` checked against the pipeline's parameters."""
-    from gmpo_kfp.presets import load_preset
+    """Pipeline arguments: ``--param k=v`` checked against the pipeline's parameters, and
+    the train step's effective config (preset, overrides, the pipeline's ``engine``)
+    checked as its engine will check it (``cuda``: the train step has GPUs), all before
+    anything is contacted."""
+    from gmpo_kfp.engines.base import check_config
+    from gmpo_kfp.stages import train_config
 
-    config = load_preset(preset)  # an unknown preset fails here, before anything runs
-    if overrides:
-        from gmpo_kfp.config import apply_overrides
-
-        apply_overrides(config, list(overrides))  # validated now, applied in the train step
     args: dict[str, Any] = {**(base or {}), "preset": preset, "overrides": list(overrides)}
     known = pipeline_parameter_names()
     for item in params:
@@ -59,6 +59,9 @@ def pipeline_parameters(
                 f"--param {key}: the pipeline has no such parameter; use one of {names}"
             )
         args[key] = value
+    engine = str(args.get("engine", ""))
+    config = train_config(preset, overrides, engine=engine)  # unknown presets fail here
+    check_config(config, cuda=cuda)
     return args
 
 
@@ -211,6 +214,7 @@ def run_local(
             "gpus": 0,
             "max_new_tokens": max_new,
         },
+        cuda=False,  # gpus=0: the local run trains on this machine's CPU
     )
     out.mkdir(parents=True, exist_ok=True)
     pipeline = gmpo_training
@@ -314,13 +318,18 @@ def submit(
     params: Sequence[str] = (),
     run_name: str | None = None,
     wait_s: int = 0,
+    source_prefix: str = "",
 ) -> dict[str, str]:
     """Create a run of the compiled pipeline on the KFP server at ``host``.
 
-    ``wait_s`` > 0: wait up to that long for the run to end; a run that does not
-    succeed raises :class:`SubmitError` with its state.
+    ``source_prefix``: the run trains on the newest object there (its ``source_uri``),
+    looked up after every argument is checked. ``wait_s`` > 0: wait up to that long for
+    the run to end; a run that does not succeed raises :class:`SubmitError` with its state.
     """
     args = pipeline_parameters(preset=preset, overrides=overrides, params=params)
+    if source_prefix:
+        args["source_uri"] = newest_uri(source_prefix)
+        print(f"gmpo: newest data {args['source_uri']}", file=sys.stderr)
 
     def create(client, package):
         run = client.create_run_from_pipeline_package(

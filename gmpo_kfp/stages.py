@@ -123,6 +123,29 @@ def _split_off(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict]
 # --------------------------------------------------------------------------- train
 
 
+def train_config(
+    preset: str,
+    overrides: Sequence[str],
+    *,
+    engine: str = "",
+    pushgateway: str = "",
+    values: dict[str, Any] | None = None,
+) -> Any:
+    """The train step's effective config: ``preset``, then ``overrides``, then the step's
+    own values (a retry resumes: ``trainer.resume=auto``; the pipeline's ``engine`` and
+    ``pushgateway`` when set; dotted ``values``). ``gmpo submit`` checks this same config."""
+    from gmpo_kfp.config import apply_overrides, with_values
+    from gmpo_kfp.presets import load_preset
+
+    step: dict[str, Any] = {"trainer.resume": "auto"}
+    if engine:
+        step["engine"] = engine
+    if pushgateway:
+        step["monitoring.pushgateway"] = pushgateway
+    step.update(values or {})
+    return with_values(apply_overrides(load_preset(preset), list(overrides)), step)
+
+
 def train_stage(
     *,
     preset: str,
@@ -137,8 +160,6 @@ def train_stage(
     pushgateway: str = "",
 ) -> dict[str, Any]:
     """Train (checkpoints mirrored to ``output_uri`` and restored from it), upload the model."""
-    from gmpo_kfp.config import apply_overrides, with_values
-    from gmpo_kfp.presets import load_preset
     from gmpo_kfp.report import training_markdown
     from gmpo_kfp.training import train
 
@@ -149,17 +170,12 @@ def train_stage(
     train_copy, val_copy = data_dir / "train.parquet", data_dir / "val.parquet"
     shutil.copyfile(train_path, train_copy)
     shutil.copyfile(val_path, val_copy)
-    values: dict[str, Any] = {
+    values = {
         "data.train_files": [str(train_copy)],
         "data.val_files": [str(val_copy)],
         "trainer.output_dir": str(work),
-        "trainer.resume": "auto",
     }
-    if engine:
-        values["engine"] = engine
-    if pushgateway:
-        values["monitoring.pushgateway"] = pushgateway
-    config = with_values(apply_overrides(load_preset(preset), overrides), values)
+    config = train_config(preset, overrides, engine=engine, pushgateway=pushgateway, values=values)
     result = train(config, progress=progress, output_uri=output_uri)
     model_uri = f"{output_uri.rstrip('/')}/model"
     storage.push_dir(result.model_dir, model_uri)

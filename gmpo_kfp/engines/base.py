@@ -11,7 +11,10 @@ Prometheus export and the closing result. An engine only trains:
   in ``model/``; it resumes from the latest complete checkpoint there when
   ``trainer.resume`` is ``auto``, and returns an :class:`EngineRun`;
 - :meth:`Engine.checkpoints` says how its checkpoints lie on disk
-  (:class:`CheckpointLayout`), which the mirror and the resume logic read.
+  (:class:`CheckpointLayout`), which the mirror and the resume logic read;
+- :meth:`Engine.check` refuses what the engine would refuse at its start (a verl
+  mapping that does not exist, a TRL batch split that does not divide), so that
+  ``gmpo submit`` and ``gmpo schedule`` fail in seconds rather than in the train step.
 
 Engine-only options (TRL callbacks and ``GMPOConfig`` overrides, the verl
 interpreter) are arguments of the engine's constructor, never of ``train()``.
@@ -69,6 +72,11 @@ class Engine(Protocol):
 
     def checkpoints(self, config: TrainConfig) -> CheckpointLayout: ...
 
+    def check(self, config: TrainConfig, *, cuda: bool) -> None:
+        """Raise :class:`~gmpo_kfp.config.ConfigError` for what :meth:`run` would refuse
+        (``cuda``: the run will have GPUs). Reads nothing, starts nothing."""
+        ...
+
     def run(self, config: TrainConfig, *, progress: bool = True) -> EngineRun: ...
 
 
@@ -76,6 +84,11 @@ def latest(layout: CheckpointLayout, root: Path) -> Checkpoint | None:
     """The newest complete checkpoint under ``root``, if any."""
     done = layout.complete(root) if root.is_dir() else []
     return done[-1] if done else None
+
+
+def check_config(config: TrainConfig, *, cuda: bool) -> None:
+    """The engine ``config.engine`` accepts ``config`` (see :meth:`Engine.check`)."""
+    get_engine(config.engine).check(config, cuda=cuda)
 
 
 def get_engine(name: str) -> Engine:

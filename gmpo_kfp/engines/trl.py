@@ -623,6 +623,9 @@ class TRLEngine:
     def checkpoints(self, config: TrainConfig) -> TRLLayout:
         return TRLLayout(batch_plan(config)["optim_steps_per_rollout"])
 
+    def check(self, config: TrainConfig, *, cuda: bool) -> None:
+        batch_plan(config)
+
     def run(self, config: TrainConfig, *, progress: bool = True) -> EngineRun:
         """Train with TRL as ``config`` says, from ``model.path``, resuming when asked."""
         from transformers import AutoModelForCausalLM

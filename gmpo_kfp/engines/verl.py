@@ -405,6 +405,9 @@ class VerlEngine:
     def checkpoints(self, config: TrainConfig) -> VerlLayout:
         return VerlLayout()
 
+    def check(self, config: TrainConfig, *, cuda: bool) -> None:
+        verl_override_map(config, verl_device(config, cuda=cuda))
+
     def run(self, config: TrainConfig, *, progress: bool = True) -> EngineRun:
         from gmpo_kfp.models import has_weights, replace_dir
 

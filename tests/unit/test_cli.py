@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 from gmpo_kfp import __version__
 
 
-def gmpo(*args: str) -> subprocess.CompletedProcess:
+def gmpo(*args: str, env: dict[str, str] | None = None, timeout: float = 120):
+    """``gmpo ARGS`` in a child process (``env``: added to this environment)."""
     return subprocess.run(
-        [sys.executable, "-m", "gmpo_kfp", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "gmpo_kfp", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})} if env else None,
     )
 
 

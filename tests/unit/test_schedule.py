@@ -71,3 +71,35 @@ def test_newest_uri_is_the_last_key_in_order(tmp_path):
     assert newest_uri(f"file://{tmp_path}") == f"file://{tmp_path}/2026-11-28/train.parquet"
     with pytest.raises(SubmitError, match=r"--source-prefix .*: no objects there"):
         newest_uri(f"file://{tmp_path}/empty")
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        # the train step's engine refuses it: refused by submit and schedule before anything
+        (["--set", "engine=verl"], "optim.lr_schedule=linear is not available in verl"),
+        (["--param", "engine=verl"], "optim.lr_schedule=linear is not available in verl"),
+        (
+            ["--preset", "gmpo-qwen2.5-7b-math", "--set", "verl.checkpoint_contents=[hf_model]"],
+            "verl.checkpoint_contents: without model, optimizer, extra a retried step",
+        ),
+        (["--set", "batch.micro_batch_size_per_gpu=3"], "batch.micro_batch_size_per_gpu (3)"),
+    ],
+)
+@pytest.mark.parametrize("command", ["submit", "schedule"])
+def test_submit_and_schedule_check_the_train_steps_effective_config_first(command, argv, says):
+    # an S3 prefix that would hang on connects, a host that refuses: neither is contacted
+    extra = ["--source-prefix", "s3://no-bucket/data/"] if command == "submit" else []
+    cron = ["--cron", "0 3 * * *"] if command == "schedule" else []
+    out = gmpo(
+        command,
+        "--host",
+        "http://127.0.0.1:9",
+        *cron,
+        *extra,
+        *argv,
+        env={"AWS_ENDPOINT_URL": "http://192.0.2.1:9", "AWS_MAX_ATTEMPTS": "5"},
+        timeout=60,
+    )
+    assert out.returncode == 2, out.stderr
+    assert says in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
