@@ -18,6 +18,7 @@ def train(
     curves: dsl.Output[dsl.Markdown],
     engine: str = "",
     pushgateway: str = "",
+    model_name: str = "",
 ) -> str:
     """Train with ``preset`` and ``overrides`` into ``output_root/run_id`` (a retry resumes there).
 
@@ -47,6 +48,7 @@ def train(
         curves_path=curves.path,
         engine=engine,
         pushgateway=pushgateway,
+        model_name=model_name,
     )
     model.uri = out["model_uri"]
     model.metadata.update({"preset": preset, "framework": "transformers"})

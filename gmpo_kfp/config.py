@@ -206,6 +206,11 @@ class MonitoringConfig(_Section):
     )
     push_every: int = _f(10, "push every N steps (and once at the end)", gt=0)
     pipeline: str = _f("gmpo-training", "the pipeline label of pushed metrics (a grouping key)")
+    model: str = _f(
+        "",
+        "the model label of the series ('': the config's name); the pipeline sets its "
+        "model_name, the label evaluation and registration push under",
+    )
 
 
 @dataclass

@@ -31,6 +31,9 @@ RESPONSE_LENGTH_MAX = "response_length/max"
 RESPONSE_CLIP_RATIO = "response_length/clip_ratio"
 TIME_PER_STEP = "perf/time_per_step"
 THROUGHPUT = "perf/throughput"
+#: the peak memory each actor process allocated on its accelerator, in GiB (verl's
+#: workers log it every update, averaged over ranks; the TRL engine logs its own)
+GPU_MEMORY_GB = "actor/perf/max_memory_allocated_gb"
 # ours, in verl's style: the range of importance ratios (the paper's stability signal)
 TOKEN_RATIO_MIN = "actor/token_ratio_min"
 TOKEN_RATIO_MAX = "actor/token_ratio_max"

@@ -84,12 +84,7 @@ class Exporter:
             "steps whose policy loss was NaN or infinite",
             registry=self.registry,
         )
-        self.gpu_memory = None
-        torch = sys.modules.get("torch")  # never import torch just for this
-        if torch is not None and torch.cuda.is_available():
-            self.gpu_memory = Gauge(
-                M.PROM_GPU_MEMORY, "peak GPU memory allocated here", registry=self.registry
-            )
+        self.gpu_memory: Any = None  # made at the first record that reports GPU memory
         self._push_failed = False
 
     def observe(self, record: Mapping[str, Any]) -> None:
@@ -108,11 +103,22 @@ class Exporter:
         if training:
             self.step.set(int(record.get("step", 0)))
             self.last_step_time.set(time.time())
-            self._gpu()
+        self._gpu(data.get(M.GPU_MEMORY_GB))
 
-    def _gpu(self) -> None:
-        if self.gpu_memory is not None:
-            self.gpu_memory.set(sys.modules["torch"].cuda.max_memory_allocated())
+    def _gpu(self, gib: Any) -> None:
+        """The training processes' peak accelerator memory, from the record (where they
+        report it: a process without a GPU reports none, or 0 on verl's CPU platform)."""
+        if not isinstance(gib, (int, float)) or isinstance(gib, bool) or not gib > 0:
+            return
+        if self.gpu_memory is None:
+            from prometheus_client import Gauge
+
+            self.gpu_memory = Gauge(
+                M.PROM_GPU_MEMORY,
+                "peak accelerator memory allocated per training process (mean over ranks)",
+                registry=self.registry,
+            )
+        self.gpu_memory.set(gib * 2**30)
 
     def serve(self, port: int, host: str = "0.0.0.0") -> Any:
         """Serve ``/metrics``; returns the server (``shutdown()`` stops it)."""
@@ -212,7 +218,7 @@ def exporting(config: Any, metrics_file: str | os.PathLike, *, run_id: str = "")
         return
     exporter = Exporter(
         pipeline=m.pipeline,
-        model=config.name,
+        model=m.model or config.name,
         stage="train",
         info={
             "run_id": run_id or Path(config.trainer.output_dir).name,

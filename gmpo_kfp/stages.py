@@ -158,8 +158,12 @@ def train_stage(
     engine: str = "",
     progress: bool = False,
     pushgateway: str = "",
+    model_name: str = "",
 ) -> dict[str, Any]:
-    """Train (checkpoints mirrored to ``output_uri`` and restored from it), upload the model."""
+    """Train (checkpoints mirrored to ``output_uri`` and restored from it), upload the model.
+
+    ``model_name``: the name the model is registered under, and the ``model`` label of
+    the training series (as evaluation and registration label theirs)."""
     from gmpo_kfp.report import training_markdown
     from gmpo_kfp.training import train
 
@@ -170,11 +174,13 @@ def train_stage(
     train_copy, val_copy = data_dir / "train.parquet", data_dir / "val.parquet"
     shutil.copyfile(train_path, train_copy)
     shutil.copyfile(val_path, val_copy)
-    values = {
+    values: dict[str, Any] = {
         "data.train_files": [str(train_copy)],
         "data.val_files": [str(val_copy)],
         "trainer.output_dir": str(work),
     }
+    if model_name:
+        values["monitoring.model"] = model_name
     config = train_config(preset, overrides, engine=engine, pushgateway=pushgateway, values=values)
     result = train(config, progress=progress, output_uri=output_uri)
     model_uri = f"{output_uri.rstrip('/')}/model"

@@ -10,8 +10,11 @@
 - :meth:`Store.put_bytes` with ``if_absent=True`` is a conditional create
   (``If-None-Match: *`` on S3, ``O_EXCL`` locally): exactly one of several
   concurrent writers wins, which the registry builds its version numbers on.
-- Downloads go to a temporary name and are checked against an expected SHA-256
-  before the rename: a corrupted download is refused.
+- Downloads go to a temporary name and are checked before the rename: a corrupted
+  download is refused. The checksum comes from a manifest where there is one (the
+  registry's, a checkpoint pointer, the ``.gmpo-files.json`` that :func:`push_dir`
+  writes beside a folder's files), else from the object itself
+  (:meth:`Store.checksum`: S3's SHA-256, full or per part, else its MD5 ETag).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import base64
 import contextlib
 import hashlib
 import itertools
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -46,6 +50,39 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: fh.read(CHUNK), b""):
             h.update(block)
     return h.hexdigest()
+
+
+#: Written by :func:`push_dir` after a folder's files: ``{"files": {rel: {size, sha256}}}``.
+FILES_MANIFEST = ".gmpo-files.json"
+
+
+@dataclass(frozen=True)
+class Checksum:
+    """What a store holds of an object's content, to check a download against.
+
+    ``algorithm``: ``sha256`` or ``md5``; ``value``: the digest as the store gives it
+    (hex); ``part_size``: set for a multipart object's composite checksum (the digest
+    of its parts' digests), the size of every part but the last.
+    """
+
+    algorithm: str
+    value: str
+    part_size: int | None = None
+
+    def of(self, path: str | os.PathLike) -> str:
+        """The same kind of digest of a local file."""
+        new = getattr(hashlib, self.algorithm)
+        if self.part_size is None:
+            h = new()
+            with open(path, "rb") as fh:
+                for block in iter(lambda: fh.read(CHUNK), b""):
+                    h.update(block)
+            return h.hexdigest()
+        digests = b""
+        with open(path, "rb") as fh:
+            for part in iter(lambda: fh.read(self.part_size), b""):
+                digests += new(part).digest()
+        return new(digests).hexdigest()
 
 
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
@@ -95,23 +132,39 @@ class Store:
     def url(self, key: str) -> str:
         return f"{self.uri.rstrip('/')}/{key}"
 
+    def checksum(self, key: str) -> Checksum:
+        """The checksum the store keeps of ``key`` (for a download with no manifest)."""
+        raise NotImplementedError
+
     def download_file(
-        self, key: str, path: str | os.PathLike, *, sha256: str | None = None
+        self,
+        key: str,
+        path: str | os.PathLike,
+        *,
+        sha256: str | None = None,
+        checksum: Checksum | None = None,
     ) -> Path:
         """Download ``key`` to ``path``: into ``.<name>.part`` (an interrupted download
-        continues there on the next call), checked against ``sha256``, then renamed."""
+        continues there on the next call), checked against ``sha256`` (a manifest's)
+        or ``checksum`` (the store's, :meth:`checksum`), then renamed."""
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = partial_path(target)
         self._fetch(key, partial)
-        if sha256 is not None and sha256_file(partial) != sha256:
+        expected = Checksum("sha256", sha256) if sha256 is not None else checksum
+        if expected is not None and expected.of(partial) != expected.value:
             partial.unlink(missing_ok=True)
+            source = "the manifest" if sha256 is not None else "the store's checksum"
             raise ChecksumMismatch(
-                f"{self.url(key)}: SHA-256 differs from the manifest; the download was "
-                "refused (the object is corrupted or was replaced)"
+                f"{self.url(key)}: {expected.algorithm.upper()} differs from {source}; the "
+                "download was refused (the object is corrupted or was replaced)"
             )
         os.replace(partial, target)
         return target
+
+    def download_checked(self, key: str, path: str | os.PathLike) -> Path:
+        """Download ``key``, checked against the checksum the store keeps of it."""
+        return self.download_file(key, path, checksum=self.checksum(key))
 
     def upload_dir(self, folder: str | os.PathLike, prefix: str) -> dict[str, dict[str, Any]]:
         """Upload every file below ``folder``; returns ``{relative path: {size, sha256}}``."""
@@ -179,6 +232,12 @@ class FileStore(Store):
             os.replace(tmp, target)
         finally:
             Path(tmp).unlink(missing_ok=True)
+
+    def checksum(self, key: str) -> Checksum:
+        source = self._path(key)
+        if not source.is_file():
+            raise StorageError(f"{self.url(key)} does not exist")
+        return Checksum("sha256", sha256_file(source))
 
     def _fetch(self, key: str, target: Path) -> None:
         source = self._path(key)
@@ -350,6 +409,47 @@ class S3Store(Store):
                 self.client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload_id)
             raise
 
+    def checksum(self, key: str) -> Checksum:
+        """S3's SHA-256 of the object (ours: every upload sends one), whole or of its
+        parts; else its ETag, the MD5 of a plain upload (or of its parts' MD5s).
+
+        A multipart checksum is the digest of its parts' digests: the part size comes
+        from a HEAD of part 1 (every part but the last has that size). An object
+        encrypted with KMS and uploaded without a SHA-256 has no usable checksum: that
+        download is refused, with the way to upload it checked.
+        """
+        from botocore.exceptions import ClientError
+
+        def head(**extra: Any) -> dict[str, Any]:
+            return self._call(
+                "reading",
+                key,
+                self.client.head_object,
+                Bucket=self.bucket,
+                Key=self._key(key),
+                **extra,
+            )
+
+        try:
+            found = head(ChecksumMode="ENABLED")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                raise StorageError(f"{self.url(key)} does not exist; check the URI") from None
+            raise
+        etag = found.get("ETag", "").strip('"')
+        part_size = head(PartNumber=1)["ContentLength"] if "-" in etag else None
+        sha = found.get("ChecksumSHA256")
+        if sha:
+            value = base64.b64decode(sha.split("-", 1)[0]).hex()
+            return Checksum("sha256", value, part_size)
+        if found.get("ServerSideEncryption") == "aws:kms":
+            raise StorageError(
+                f"{self.url(key)}: no SHA-256 checksum on a KMS-encrypted object, so the "
+                "download cannot be checked; upload it with one (aws s3 cp "
+                "--checksum-algorithm SHA256)"
+            )
+        return Checksum("md5", etag.split("-", 1)[0], part_size)
+
     def _fetch(self, key: str, target: Path) -> None:
         """Append to ``target`` from where it ends (a ranged GET); restart when the
         object changed size under it."""
@@ -419,7 +519,7 @@ def fetch_file(uri: str, folder: str | os.PathLike) -> Path:
             raise StorageError(f"{uri} does not exist; give an existing file")
         return path
     head, name = _split(uri)
-    return open_store(head).download_file(name, Path(folder) / name)
+    return open_store(head).download_checked(name, Path(folder) / name)
 
 
 def fetch_dir(uri: str, folder: str | os.PathLike) -> Path:
@@ -430,14 +530,24 @@ def fetch_dir(uri: str, folder: str | os.PathLike) -> Path:
             raise StorageError(f"{uri} is not a folder; give the model's folder")
         return path
     store = open_store(uri)
-    keys = list(store.list_keys())
+    raw = store.get_bytes(FILES_MANIFEST)
+    if raw is not None:  # written by push_dir: exactly these files, with these checksums
+        for rel, meta in json.loads(raw)["files"].items():
+            store.download_file(rel, Path(folder) / rel, sha256=meta["sha256"])
+        return Path(folder)
+    keys = [k for k in store.list_keys() if k != FILES_MANIFEST]
     if not keys:
         raise StorageError(f"{uri} holds no files; check the URI")
     for key in keys:
-        store.download_file(key, Path(folder) / key)
+        store.download_checked(key, Path(folder) / key)
     return Path(folder)
 
 
 def push_dir(folder: str | os.PathLike, uri: str) -> dict[str, dict[str, Any]]:
-    """Upload the files below ``folder`` to ``uri``; returns their sizes and checksums."""
-    return open_store(uri).upload_dir(folder, "")
+    """Upload the files below ``folder`` to ``uri``, then :data:`FILES_MANIFEST` naming
+    them (what :func:`fetch_dir` checks each download against); returns the files'
+    sizes and checksums."""
+    store = open_store(uri)
+    files = store.upload_dir(folder, "")
+    store.put_bytes(FILES_MANIFEST, json.dumps({"files": files}, sort_keys=True).encode())
+    return files

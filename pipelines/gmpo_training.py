@@ -79,6 +79,7 @@ def build_pipeline(images: Mapping[str, str] = settings.IMAGES):
             val_data=prep.outputs["val_data"],
             engine=engine,
             pushgateway=pushgateway,
+            model_name=model_name,
         )
         trained.set_display_name("train (GMPO)").set_container_image(images["trainer"])
         _gpu(trained, gpus, settings.TRAIN_RESOURCES)

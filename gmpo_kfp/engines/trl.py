@@ -340,6 +340,8 @@ class MetricsCallback(TrainerCallback):
         now = time.perf_counter()
         data[M.TIME_PER_STEP] = now - self._last_time
         self._last_time = now
+        if torch.cuda.is_available():  # this process trains: its own peak, as verl logs it
+            data[M.GPU_MEMORY_GB] = torch.cuda.max_memory_allocated() / 2**30
         if self.validation is not None and self.validation.pending:
             data.update(self.validation.pending)
             self.validation.pending = {}

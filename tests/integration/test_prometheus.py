@@ -145,3 +145,18 @@ def test_training_pushes_its_metrics(tmp_path, data, gateway):  # noqa: F811
     assert step.value == 2 and step.labels["stage"] == "train"
     (info,) = [s for s in samples(families, "gmpo_run_info") if s.labels["model"] == "pushed"]
     assert info.labels["engine"] == "trl" and info.labels["loss"] == "gmpo"
+
+
+def test_gpu_memory_comes_from_what_the_training_processes_report():
+    from prometheus_client import generate_latest
+
+    # verl's workers report their peak in every record (0 on verl's CPU platform)
+    on_cpu = exporter()
+    on_cpu.observe({"step": 1, "data": {**RECORD["data"], M.GPU_MEMORY_GB: 0.0}})
+    assert M.PROM_GPU_MEMORY not in generate_latest(on_cpu.registry).decode()
+
+    on_gpu = exporter()
+    on_gpu.observe({"step": 1, "data": {**RECORD["data"], M.GPU_MEMORY_GB: 12.5}})
+    text = generate_latest(on_gpu.registry).decode()
+    (line,) = [x for x in text.splitlines() if x.startswith(M.PROM_GPU_MEMORY + " ")]
+    assert float(line.split()[1]) == 12.5 * 2**30
