@@ -25,18 +25,8 @@ def train(
     Returns the effective config as JSON, for the registry's manifest.
     """
     import json
-    import os
-    import tempfile
 
-    from gmpo_kfp.settings import SHARED_MOUNT
-    from gmpo_kfp.stages import train_stage
-
-    # the shared volume (where mounted) holds the work folder: a multi-node RayJob's
-    # ranks write their checkpoint shards there, and a retried step finds them
-    shared = os.path.isdir(SHARED_MOUNT) and os.access(SHARED_MOUNT, os.W_OK)
-    work_dir = (
-        os.path.join(SHARED_MOUNT, run_id) if shared else tempfile.mkdtemp(prefix="gmpo-train-")
-    )
+    from gmpo_kfp.stages import train_stage, train_work_dir
 
     out = train_stage(
         preset=preset,
@@ -44,7 +34,7 @@ def train(
         train_path=train_data.path,
         val_path=val_data.path,
         output_uri=f"{output_root.rstrip('/')}/{run_id}",
-        work_dir=work_dir,
+        work_dir=train_work_dir(run_id),
         curves_path=curves.path,
         engine=engine,
         pushgateway=pushgateway,

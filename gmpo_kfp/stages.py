@@ -8,6 +8,7 @@ its own and runs anywhere, down to a laptop CPU.
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import sys
@@ -121,6 +122,34 @@ def _split_off(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict]
 
 
 # --------------------------------------------------------------------------- train
+
+
+class StageError(RuntimeError):
+    """A pipeline step cannot run where it was placed; the message says what to fix."""
+
+
+def train_work_dir(run_id: str, mount: str | None = None) -> str:
+    """The train step's work folder: ``<shared volume>/<run_id>`` where the volume is
+    mounted (a retry finds its checkpoints there, a multi-node RayJob's ranks share it),
+    else (``kfp.local``, no cluster) a new temporary folder.
+
+    A volume that is mounted but not writable fails here: a temporary folder instead
+    would make every retry start over and a multi-node run lose its ranks' shards.
+    """
+    from gmpo_kfp import settings
+
+    mount = settings.SHARED_MOUNT if mount is None else mount
+    if not os.path.isdir(mount):
+        return tempfile.mkdtemp(prefix="gmpo-train-")
+    if not os.access(mount, os.W_OK | os.X_OK):
+        raise StageError(
+            f"{mount}: the shared volume ({settings.SHARED_CLAIM}) is mounted but not writable "
+            f"by uid {os.getuid()}; give the volume's root to uid {settings.NON_ROOT_UID} "
+            "(a storage class that applies fsGroup, or a one-off chown of the volume)"
+        )
+    work = os.path.join(mount, run_id)
+    os.makedirs(work, exist_ok=True)
+    return work
 
 
 def train_config(
