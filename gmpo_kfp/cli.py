@@ -153,6 +153,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         params=args.param or [],
         wait_s=args.wait,
         source_prefix=args.source_prefix or "",
+        namespace=args.namespace,
     )
     print(f"run {out['run_id']}\n{out['url']}")
     return 0
@@ -169,6 +170,7 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
         params=args.param or [],
         experiment=args.experiment,
         name=args.name,
+        namespace=args.namespace,
     )
     print(f"recurring run {out['recurring_run_id']} (KFP cron {out['cron']})")
     return 0
@@ -396,6 +398,12 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             p.add_argument("--host", required=True, help="KFP API URL, e.g. http://localhost:8888")
             p.add_argument("--experiment", default="gmpo", help="KFP experiment name")
+            p.add_argument(
+                "--namespace",
+                default="",
+                help="multi-user KFP: the profile namespace the run goes to (where the "
+                "production overlay was applied); standalone KFP: leave out",
+            )
         if name == "submit":
             p.add_argument(
                 "--source-prefix",

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from gmpo_kfp import settings
 from gmpo_kfp.config import ConfigError, parse_override
 
 CONNECT_TIMEOUT_S = 10
@@ -147,8 +148,6 @@ def docker_runner(out: Path, args: dict[str, Any]) -> Any:
     from docker.types import Mount
     from kfp import local
 
-    from gmpo_kfp import settings
-
     try:
         client = docker.from_env()
         present = {t for image in client.images.list() for t in image.tags}
@@ -196,7 +195,6 @@ def run_local(
     """
     from kfp import local
 
-    from gmpo_kfp import settings
     from gmpo_kfp.pipelines.gmpo_training import build_pipeline, gmpo_training
     from gmpo_kfp.presets import load_preset
 
@@ -293,16 +291,21 @@ def check_host(host: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
         ) from None
 
 
-def with_client(host: str, what: str, call: Any) -> Any:
+def with_client(host: str, what: str, call: Any, *, namespace: str = "") -> Any:
     """``call(kfp.Client, compiled package path)`` after a fast reachability check; a
-    refusal by the server is one :class:`SubmitError` line naming ``--host``."""
+    refusal by the server is one :class:`SubmitError` line naming ``--host``.
+
+    ``namespace``: a multi-user KFP's profile namespace. The client authenticates as
+    it does by itself: a token from ``$KF_PIPELINES_SA_TOKEN_PATH`` (the CronWorkflow's
+    projected token) or the kube config."""
     check_host(host)
     import kfp
 
+    kwargs = {"namespace": namespace} if namespace else {}
     with tempfile.TemporaryDirectory() as tmp:
         package = compile_pipeline(Path(tmp) / "gmpo_training.yaml")
         try:
-            return call(kfp.Client(host=host), str(package))
+            return call(kfp.Client(host=host, **kwargs), str(package))
         except SubmitError:
             raise
         except Exception as exc:  # the client raises ApiException, MaxRetryError, ...
@@ -319,8 +322,11 @@ def submit(
     run_name: str | None = None,
     wait_s: int = 0,
     source_prefix: str = "",
+    namespace: str = "",
 ) -> dict[str, str]:
-    """Create a run of the compiled pipeline on the KFP server at ``host``.
+    """Create a run of the compiled pipeline on the KFP server at ``host``, its pods
+    running as :data:`~gmpo_kfp.settings.SERVICE_ACCOUNT` (the account the manifests
+    give the RayJob and launcher rights), in ``namespace`` on a multi-user KFP.
 
     ``source_prefix``: the run trains on the newest object there (its ``source_uri``),
     looked up after every argument is checked. ``wait_s`` > 0: wait up to that long for
@@ -337,6 +343,8 @@ def submit(
             arguments=args,
             experiment_name=experiment,
             run_name=run_name or f"gmpo-{preset}-{time.strftime('%Y%m%d-%H%M%S')}",
+            namespace=namespace or None,
+            service_account=settings.SERVICE_ACCOUNT,
         )
         if wait_s > 0:
             print(f"gmpo: waiting up to {wait_s} s for run {run.run_id}", file=sys.stderr)
@@ -345,6 +353,6 @@ def submit(
                 raise SubmitError(f"run {run.run_id} ended {state}; see the KFP UI for the step")
         return run
 
-    run = with_client(host, "run", create)
+    run = with_client(host, "run", create, namespace=namespace)
     run_id = run.run_id
     return {"run_id": run_id, "url": f"{host.rstrip('/')}/#/runs/details/{run_id}"}

@@ -7,13 +7,18 @@ are stale), so every name, image and label comes from :mod:`gmpo_kfp.settings`:
   RoleBinding (exactly the API calls our code and Argo's executor make: see
   :data:`RBAC_RULES`), the ``kfp-launcher`` ConfigMap (S3 provider for KFP's
   artifacts), the shared
-  work volume's claim, and the ``gmpo-retrain`` Argo CronWorkflow; beside them, not
-  applied, ``s3-secret.template.yaml``: the S3 credentials Secret with empty values,
-  to fill and apply by hand (applying it with the rest would wipe the real keys).
-- ``overlays/kind``: the cluster's own S3 store (``minio-service``, which standalone
-  KFP keeps for MinIO and SeaweedFS alike), a small ReadWriteOnce volume, the
-  CronWorkflow suspended (the smoke test submits by hand).
-- ``overlays/production``: its own namespace, a large ReadWriteMany volume.
+  work volume's claim; beside them, not applied, ``s3-secret.template.yaml``: the S3
+  credentials Secret with empty values, to fill and apply by hand in the
+  deployment's namespace (applying it with the rest would wipe the real keys).
+- ``overlays/<name>``: one per :data:`gmpo_kfp.settings.DEPLOYMENTS`, everything in
+  the namespace where that deployment's pipeline pods run, with its ``gmpo-retrain``
+  Argo CronWorkflow:
+  - ``kind``: standalone KFP (namespace ``kubeflow``), the cluster's own S3 store
+    (``minio-service``, which standalone KFP keeps for MinIO and SeaweedFS alike), a
+    small ReadWriteOnce volume, the CronWorkflow suspended (the smoke test submits by
+    hand);
+  - ``production``: a multi-user Kubeflow's profile namespace ``gmpo``, a large
+    ReadWriteMany volume, the CronWorkflow submitting there with a projected token.
 """
 
 from __future__ import annotations
@@ -30,21 +35,33 @@ PART_OF = {"app.kubernetes.io/part-of": "gmpo-kfp"}
 CRON_NAME = "gmpo-retrain"
 LAUNCHER_CONFIGMAP = "kfp-launcher"  # the name KFP's launcher reads in the run's namespace
 
-#: (apiGroup, resource) -> verbs. Ours: the RayJob runner (engines/rayjob.py). Argo's
-#: executor in every workflow pod reports outputs as WorkflowTaskResults.
+#: (apiGroup, resource) -> verbs: every call made as the pipeline runner account in
+#: its namespace. Ours: the RayJob runner (engines/rayjob.py). The rest: see NOT_OURS.
 RBAC_RULES: dict[tuple[str, str], tuple[str, ...]] = {
     ("ray.io", "rayjobs"): ("create", "delete", "get"),
     ("", "pods"): ("list",),
     ("", "pods/log"): ("get",),
     ("argoproj.io", "workflowtaskresults"): ("create", "patch"),
+    ("", "configmaps"): ("get",),
+    ("", "secrets"): ("get",),
+    ("pipelines.kubeflow.org", "experiments"): ("create", "get", "list"),
+    ("pipelines.kubeflow.org", "runs"): ("create", "get"),
 }
-#: rules that serve Argo's executor rather than our code
-ARGO_EXECUTOR_RESOURCES = {("argoproj.io", "workflowtaskresults")}
+#: rules for calls our code does not make itself, and who makes them
+NOT_OURS = {
+    # Argo's executor in every workflow pod reports outputs as WorkflowTaskResults
+    ("argoproj.io", "workflowtaskresults"): "Argo's executor",
+    # KFP's driver and launcher read the kfp-launcher ConfigMap and the S3 Secret it names
+    ("", "configmaps"): "KFP's launcher",
+    ("", "secrets"): "KFP's launcher",
+    # the CronWorkflow's `gmpo submit` (kfp.Client) on a multi-user KFP, which checks
+    # these verbs of the token's account in the profile namespace
+    ("pipelines.kubeflow.org", "experiments"): "KFP's API (multi-user)",
+    ("pipelines.kubeflow.org", "runs"): "KFP's API (multi-user)",
+}
 
 #: kind overlay: KFP standalone's in-cluster S3 service and the secret it keeps the keys in
 KIND_S3_ENDPOINT = "http://minio-service.kubeflow:9000"
-KIND_NAMESPACE = "kubeflow"
-PRODUCTION_NAMESPACE = "gmpo"
 
 
 def _meta(name: str, **extra: Any) -> dict[str, Any]:
@@ -161,7 +178,11 @@ def shared_claim(size: str = "1Ti", mode: str = "ReadWriteMany") -> dict[str, An
     }
 
 
+TOKEN_VOLUME = "kfp-token"
+
+
 def cron_workflow(
+    deployment: settings.Deployment,
     *,
     schedule: str = "0 3 * * 1",
     timezone: str = "UTC",
@@ -171,10 +192,13 @@ def cron_workflow(
     """Argo CronWorkflow ``gmpo-retrain``: submits the pipeline to KFP with the newest data.
 
     The newest data: the last object under ``data_prefix`` in key order (date-stamped
-    names), resolved by ``gmpo submit --source-prefix`` when the workflow runs.
+    names), resolved by ``gmpo submit --source-prefix`` when the workflow runs. On a
+    multi-user KFP it submits to the deployment's namespace with a projected token of
+    its service account (audience ``pipelines.kubeflow.org``), which ``kfp.Client``
+    reads from ``$KF_PIPELINES_SA_TOKEN_PATH``.
     """
     params = {
-        "kfp_host": settings.KFP_IN_CLUSTER_HOST,
+        "kfp_host": deployment.kfp_host,
         "preset": preset,
         "source": "gsm8k",
         "data_prefix": "s3://gmpo/data/gsm8k/",
@@ -193,6 +217,48 @@ def cron_workflow(
         "--experiment",
         CRON_NAME,
     ]
+    container: dict[str, Any] = {
+        "image": settings.IMAGES["runtime"],
+        "command": command,
+        "env": s3_secret_env(),
+        "resources": {
+            "requests": {
+                "cpu": settings.CPU_RESOURCES["cpu"],
+                "memory": settings.CPU_RESOURCES["memory"],
+            }
+        },
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+    }
+    workflow: dict[str, Any] = {
+        "entrypoint": "submit",
+        "serviceAccountName": settings.SERVICE_ACCOUNT,
+        "arguments": {"parameters": [{"name": k, "value": v} for k, v in params.items()]},
+        "securityContext": {"runAsNonRoot": True, "runAsUser": settings.NON_ROOT_UID},
+        "templates": [
+            {
+                "name": "submit",
+                "retryStrategy": {"limit": "2", "retryPolicy": "OnError"},
+                "container": container,
+            }
+        ],
+    }
+    if deployment.multi_user:
+        command += ["--namespace", deployment.namespace]
+        container["env"] = [
+            *container["env"],
+            {"name": settings.KFP_TOKEN_ENV, "value": f"{settings.KFP_TOKEN_DIR}/token"},
+        ]
+        container["volumeMounts"] = [
+            {"name": TOKEN_VOLUME, "mountPath": settings.KFP_TOKEN_DIR, "readOnly": True}
+        ]
+        token = {
+            "path": "token",
+            "expirationSeconds": 7200,
+            "audience": settings.KFP_TOKEN_AUDIENCE,
+        }
+        workflow["volumes"] = [
+            {"name": TOKEN_VOLUME, "projected": {"sources": [{"serviceAccountToken": token}]}}
+        ]
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "CronWorkflow",
@@ -205,33 +271,7 @@ def cron_workflow(
             "successfulJobsHistoryLimit": 3,
             "failedJobsHistoryLimit": 3,
             "suspend": suspend,
-            "workflowSpec": {
-                "entrypoint": "submit",
-                "serviceAccountName": settings.SERVICE_ACCOUNT,
-                "arguments": {"parameters": [{"name": k, "value": v} for k, v in params.items()]},
-                "securityContext": {"runAsNonRoot": True, "runAsUser": settings.NON_ROOT_UID},
-                "templates": [
-                    {
-                        "name": "submit",
-                        "retryStrategy": {"limit": "2", "retryPolicy": "OnError"},
-                        "container": {
-                            "image": settings.IMAGES["runtime"],
-                            "command": command,
-                            "env": s3_secret_env(),
-                            "resources": {
-                                "requests": {
-                                    "cpu": settings.CPU_RESOURCES["cpu"],
-                                    "memory": settings.CPU_RESOURCES["memory"],
-                                }
-                            },
-                            "securityContext": {
-                                "allowPrivilegeEscalation": False,
-                                "capabilities": {"drop": ["ALL"]},
-                            },
-                        },
-                    }
-                ],
-            },
+            "workflowSpec": workflow,
         },
     }
 
@@ -243,8 +283,8 @@ BASE_FILES = {
     "rolebinding.yaml": role_binding,
     "kfp-launcher.yaml": launcher_configmap,
     "shared-pvc.yaml": shared_claim,
-    "cronworkflow.yaml": cron_workflow,
 }
+CRON_FILE = "cronworkflow.yaml"
 
 
 def _patch(obj: dict[str, Any], **fields: Any) -> dict[str, Any]:
@@ -257,6 +297,43 @@ def _patch(obj: dict[str, Any], **fields: Any) -> dict[str, Any]:
     }
 
 
+def overlay_files(deployment: settings.Deployment) -> dict[str, dict[str, Any]]:
+    """``overlays/<name>/``: the base in the deployment's namespace, its patches, and its
+    CronWorkflow (which differs by how it reaches KFP)."""
+    if deployment.name == "kind":
+        patches = {
+            "patch-pvc.yaml": _patch(
+                shared_claim(),
+                spec={
+                    "accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": "5Gi"}},
+                },
+            ),
+            "patch-launcher.yaml": _patch(
+                launcher_configmap(),
+                data=launcher_configmap(KIND_S3_ENDPOINT, disable_ssl=True)["data"],
+            ),
+        }
+        cron = cron_workflow(deployment, suspend=True)  # the smoke test submits by hand
+    else:
+        patches = {
+            "patch-pvc.yaml": _patch(
+                shared_claim(), spec={"resources": {"requests": {"storage": "2Ti"}}}
+            ),
+        }
+        cron = cron_workflow(deployment)
+    files = dict(patches)
+    files[CRON_FILE] = cron
+    files["kustomization.yaml"] = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "namespace": deployment.namespace,
+        "resources": ["../../base", CRON_FILE],
+        "patches": [{"path": name} for name in patches],
+    }
+    return files
+
+
 def kustomizations() -> dict[str, dict[str, Any]]:
     """Every file of ``manifests/``: relative path -> object."""
     files: dict[str, dict[str, Any]] = {f"base/{n}": fn() for n, fn in BASE_FILES.items()}
@@ -267,35 +344,9 @@ def kustomizations() -> dict[str, dict[str, Any]]:
         "kind": "Kustomization",
         "resources": list(BASE_FILES),
     }
-    kind_patches = {
-        "patch-pvc.yaml": _patch(
-            shared_claim(),
-            spec={"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}}},
-        ),
-        "patch-launcher.yaml": _patch(
-            launcher_configmap(),
-            data=launcher_configmap(KIND_S3_ENDPOINT, disable_ssl=True)["data"],
-        ),
-        "patch-cron.yaml": _patch(cron_workflow(), spec={"suspend": True}),
-    }
-    prod_patches = {
-        "patch-pvc.yaml": _patch(
-            shared_claim(), spec={"resources": {"requests": {"storage": "2Ti"}}}
-        ),
-    }
-    for overlay, namespace, patches in (
-        ("kind", KIND_NAMESPACE, kind_patches),
-        ("production", PRODUCTION_NAMESPACE, prod_patches),
-    ):
-        for name, patch in patches.items():
-            files[f"overlays/{overlay}/{name}"] = patch
-        files[f"overlays/{overlay}/kustomization.yaml"] = {
-            "apiVersion": "kustomize.config.k8s.io/v1beta1",
-            "kind": "Kustomization",
-            "namespace": namespace,
-            "resources": ["../../base"],
-            "patches": [{"path": name} for name in patches],
-        }
+    for name, deployment in settings.DEPLOYMENTS.items():
+        for rel, obj in overlay_files(deployment).items():
+            files[f"overlays/{name}/{rel}"] = obj
     return files
 
 

@@ -92,15 +92,21 @@ def schedule(
     experiment: str = "gmpo",
     name: str | None = None,
     max_concurrency: int = 1,
+    namespace: str = "",
 ) -> dict[str, str]:
-    """Create a KFP recurring run of the compiled pipeline; its id and cron."""
+    """Create a KFP recurring run of the compiled pipeline; its id and cron. Its runs'
+    pods run as :data:`~gmpo_kfp.settings.SERVICE_ACCOUNT` (in ``namespace`` on a
+    multi-user KFP), as ``gmpo submit``'s do."""
+    from gmpo_kfp import settings
     from gmpo_kfp.kfp_runs import pipeline_parameters, with_client
 
     six = kfp_cron(cron)  # a bad cron fails before anything is contacted
     args = pipeline_parameters(preset=preset, overrides=overrides, params=params)
 
     def create(client, package):
-        experiment_id = client.create_experiment(experiment).experiment_id
+        experiment_id = client.create_experiment(
+            experiment, namespace=namespace or None
+        ).experiment_id
         return client.create_recurring_run(
             experiment_id=experiment_id,
             job_name=name or f"gmpo-{preset}-schedule",
@@ -110,7 +116,8 @@ def schedule(
             params=args,
             pipeline_package_path=package,
             enable_caching=False,
+            service_account=settings.SERVICE_ACCOUNT,
         )
 
-    job = with_client(host, "schedule", create)
+    job = with_client(host, "schedule", create, namespace=namespace)
     return {"recurring_run_id": job.recurring_run_id, "cron": six}

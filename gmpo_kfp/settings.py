@@ -9,6 +9,7 @@ than in pipeline parameters.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from gmpo_kfp import __version__
@@ -75,4 +76,45 @@ NON_ROOT_UID = 1000  # every image's user
 
 #: KFP: where the launcher keeps pipeline artifacts, and the API inside the cluster
 PIPELINE_ROOT = "s3://gmpo/pipeline-root"
-KFP_IN_CLUSTER_HOST = "http://ml-pipeline.kubeflow:8888"
+KFP_NAMESPACE = "kubeflow"  # KFP's own; standalone KFP runs every pipeline pod here
+KFP_IN_CLUSTER_HOST = "http://ml-pipeline.kubeflow:8888"  # standalone: no authentication
+KFP_MULTI_USER_HOST = "http://ml-pipeline-ui.kubeflow"  # multi-user: a token per request
+#: multi-user KFP takes a projected service-account token of this audience; kfp.Client
+#: reads it from the file that ``$KF_PIPELINES_SA_TOKEN_PATH`` names
+KFP_TOKEN_AUDIENCE = "pipelines.kubeflow.org"
+KFP_TOKEN_DIR = "/var/run/secrets/kubeflow/pipelines"
+KFP_TOKEN_ENV = "KF_PIPELINES_SA_TOKEN_PATH"
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One way of installing gmpo-kfp (a ``manifests/overlays/<name>``), consistent by
+    construction: the pipeline's pods run in ``namespace`` as :data:`SERVICE_ACCOUNT`,
+    and the claim, the launcher config, the Role and the CronWorkflow are applied
+    there (the S3 Secret too, by hand).
+
+    ``multi_user``: a multi-user Kubeflow, where runs go to a profile's namespace
+    (``gmpo submit --namespace``) and the API wants a token; standalone KFP runs every
+    pipeline pod in :data:`KFP_NAMESPACE`.
+    """
+
+    name: str
+    namespace: str
+    multi_user: bool
+
+    @property
+    def kfp_host(self) -> str:
+        return KFP_MULTI_USER_HOST if self.multi_user else KFP_IN_CLUSTER_HOST
+
+    @property
+    def submit_namespace(self) -> str:
+        """What ``gmpo submit --namespace`` takes here ('' on standalone KFP)."""
+        return self.namespace if self.multi_user else ""
+
+
+DEPLOYMENTS = {
+    # standalone KFP (the kind smoke test): its namespace, its in-cluster S3
+    "kind": Deployment("kind", KFP_NAMESPACE, multi_user=False),
+    # a Kubeflow platform: the profile namespace gmpo (create the Profile first)
+    "production": Deployment("production", "gmpo", multi_user=True),
+}

@@ -54,7 +54,7 @@ def test_overlays_render_and_core_kinds_validate(overlay):
     docs = render(overlay)
     kinds = {d["kind"] for d in docs}
     assert kinds == CORE_KINDS | {"CronWorkflow"}
-    namespace = {"kind": manifests.KIND_NAMESPACE, "production": manifests.PRODUCTION_NAMESPACE}
+    namespace = {name: d.namespace for name, d in settings.DEPLOYMENTS.items()}
     for doc in docs:
         assert doc["metadata"]["namespace"] == namespace[overlay]
         assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "gmpo-kfp"
@@ -85,7 +85,7 @@ def test_cron_workflow_is_a_valid_argo_object_that_loses_nothing(overlay):
 
 
 def test_cron_workflow_check_catches_an_unknown_field():
-    cron = manifests.cron_workflow()
+    cron = manifests.cron_workflow(settings.DEPLOYMENTS["kind"])
     cron["spec"]["schedule"] = "0 3 * * *"  # Argo 3.5's singular form, gone in Argo 4
     model = CronWorkflow.model_validate(cron)
     assert model.model_dump(by_alias=True, exclude_none=True) != cron
@@ -144,7 +144,7 @@ def test_rbac_grants_exactly_what_the_code_calls():
     granted = {
         (group, resource, verb)
         for (group, resource), verbs in manifests.RBAC_RULES.items()
-        if (group, resource) not in manifests.ARGO_EXECUTOR_RESOURCES
+        if (group, resource) not in manifests.NOT_OURS
         for verb in verbs
     }
     assert calls == granted
