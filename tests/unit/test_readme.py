@@ -29,3 +29,17 @@ def test_ci_runs_the_readme_test_command_and_nothing_else():
     ]
     assert ci[-1] == setup_commands()[1]
     assert all(line.startswith(("set ", "cd ")) for line in ci[:-1])
+
+
+def test_every_section_points_to_the_tests_that_check_it():
+    text = (ROOT / "README.md").read_text()
+    sections = re.split(r"(?m)^## ", text)[1:]
+    assert sections
+    for section in sections:
+        title = section.splitlines()[0]
+        lines = [x for x in section.splitlines() if x.startswith("Tested by: ")]
+        assert len(lines) == 1, f"README section {title!r}: give one 'Tested by:' line"
+        named = re.findall(r"`(tests/[^`\s]+\.py)`", lines[0])
+        assert named, f"README section {title!r}: 'Tested by:' names no test file"
+        for path in named:
+            assert (ROOT / path).is_file(), f"README section {title!r}: {path} does not exist"
