@@ -137,6 +137,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overrides=args.set or [],
         params=args.param or [],
         runner=args.runner,
+        verbose=args.verbose,
     )
     print(result.summary())
     return 0
@@ -393,6 +394,12 @@ def build_parser() -> argparse.ArgumentParser:
                 default="subprocess",
                 help="run the steps in this environment (subprocess) or each in its CPU "
                 "image (docker; `gmpo images build --variant cpu` first)",
+            )
+            p.add_argument(
+                "--verbose",
+                action="store_true",
+                help="show kfp.local's whole output (default: each stage and our own lines; "
+                "the rest goes to OUTPUT/run.log)",
             )
             p.set_defaults(func=_cmd_run)
         else:

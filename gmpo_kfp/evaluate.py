@@ -77,9 +77,13 @@ def generate(
     max_new_tokens: int,
     batch_size: int = 256,
     seed: int = 0,
+    progress: bool = False,
 ) -> list[list[str]]:
-    """``n`` completions per chat prompt (left-padded batches, no gradient)."""
+    """``n`` completions per chat prompt (left-padded batches, no gradient); ``progress``:
+    report the problems done (:class:`gmpo_kfp.progress.Progress`)."""
     import torch
+
+    from gmpo_kfp.progress import Progress
 
     texts = [
         tokenizer.apply_chat_template(list(p), tokenize=False, add_generation_prompt=True)
@@ -99,6 +103,7 @@ def generate(
         kwargs.update(do_sample=True, temperature=temperature, top_p=top_p)
     else:
         kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    shown = Progress("evaluate", len(texts), unit="problem") if progress else None
     try:
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             torch.manual_seed(seed)
@@ -111,6 +116,10 @@ def generate(
                 decoded = tokenizer.batch_decode(new, skip_special_tokens=True)
                 for i, text in enumerate(decoded):
                     out[start + i // n].append(text)
+                if shown is not None:
+                    shown.update(start + len(chunk))
+        if shown is not None:
+            shown.close()
     finally:
         tokenizer.padding_side = side
         model.train(was_training)
@@ -129,6 +138,7 @@ def pass_at_1(
     max_new_tokens: int = 1024,
     batch_size: int = 256,
     seed: int = 0,
+    progress: bool = False,
 ) -> EvalResult:
     """Pass@1 of an in-memory model on RL rows (``temperature``/``top_p`` override the protocol)."""
     if not rows:
@@ -148,6 +158,7 @@ def pass_at_1(
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
         seed=seed,
+        progress=progress,
     )
     return score_completions(rows, completions, protocol=protocol)
 
@@ -245,7 +256,8 @@ def vllm_generate(
         max_tokens=max_new_tokens,
         seed=seed,
     )
-    outputs = llm.chat([list(p) for p in prompts], params, use_tqdm=True)
+    # vLLM's own bar on a terminal; elsewhere its carriage returns would never end a line
+    outputs = llm.chat([list(p) for p in prompts], params, use_tqdm=sys.stderr.isatty())
     return [[c.text for c in out.outputs] for out in outputs]
 
 
@@ -303,4 +315,5 @@ def evaluate(
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
         seed=seed,
+        progress=True,
     )

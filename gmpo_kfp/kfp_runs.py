@@ -19,7 +19,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -100,9 +100,16 @@ class LocalRun:
     passed: bool | None
     registered_version: int | None
     manifest: Path | None
+    log: Path | None = None  # kfp.local's whole output
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> str:
         lines = [f"output      {self.output}", f"wall time   {self.seconds:.0f} s"]
+        if self.stage_seconds:
+            each = ", ".join(f"{k} {v:.0f} s" for k, v in self.stage_seconds.items())
+            lines.append(f"stages      {each}")
+        if self.log is not None:
+            lines.append(f"log         {self.log}")
         before = self.train_metrics.get("pass_at_1_before")
         after = self.train_metrics.get("pass_at_1_after")
         if after is not None:
@@ -187,16 +194,22 @@ def run_local(
     overrides: Sequence[str] = (),
     params: Sequence[str] = (),
     runner: str = "subprocess",
+    verbose: bool = False,
 ) -> LocalRun:
     """Run the whole pipeline here; registry and run outputs go under ``output``.
 
     ``runner``: ``subprocess`` (this environment) or ``docker`` (each step in its CPU
     image, ``settings.CPU_IMAGES``; build them with ``gmpo images build --variant cpu``).
+    kfp.local's output goes to ``output/run.log``; stderr gets each stage and our own
+    lines (:class:`~gmpo_kfp.run_log.RunLog`), or everything with ``verbose``.
     """
+    import contextlib
+
     from kfp import local
 
     from gmpo_kfp.pipelines.gmpo_training import build_pipeline, gmpo_training
     from gmpo_kfp.presets import load_preset
+    from gmpo_kfp.run_log import RunLog
 
     if runner not in RUNNERS:
         raise SubmitError(f"--runner {runner!r}: use one of {', '.join(RUNNERS)}")
@@ -230,14 +243,26 @@ def run_local(
     print(
         f"gmpo: running the pipeline locally ({runner}), output {out}", file=sys.stderr, flush=True
     )
+    log = RunLog(out / "run.log", verbose=verbose)
+    print(f"gmpo: kfp.local's output goes to {log.path}", file=sys.stderr, flush=True)
     start = time.perf_counter()
-    with warnings.catch_warnings():
-        # expected locally: cluster settings are no-ops, and our images are Python images
-        warnings.filterwarnings("ignore", message=".*have no effect in the current local runner")
-        warnings.filterwarnings("ignore", message=".*custom or non-Python base image")
-        pipeline(**args)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(log):
+            # expected locally: cluster settings are no-ops, and our images are Python images
+            warnings.filterwarnings(
+                "ignore", message=".*have no effect in the current local runner"
+            )
+            warnings.filterwarnings("ignore", message=".*custom or non-Python base image")
+            pipeline(**args)
+    except BaseException:
+        log.failed()
+        raise
+    finally:
+        log.close()
     seconds = time.perf_counter() - start
-    return _collect(out, seconds, args.get("model_name", "gmpo-tiny"))
+    run = _collect(out, seconds, args.get("model_name", "gmpo-tiny"))
+    run.log, run.stage_seconds = log.path, dict(log.stages)
+    return run
 
 
 def _collect(out: Path, seconds: float, model_name: str) -> LocalRun:

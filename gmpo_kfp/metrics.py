@@ -175,6 +175,14 @@ def read_metrics(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
                 yield record
 
 
+def val_mean(data: Mapping[str, Any]) -> float | None:
+    """A record's validation accuracy: the unweighted mean of its ``val-core/`` metrics."""
+    values = [
+        v for k, v in data.items() if k.startswith("val-core/") and isinstance(v, (int, float))
+    ]
+    return sum(values) / len(values) if values else None
+
+
 def validation_before_after(path: str | os.PathLike) -> tuple[float | None, float | None]:
     """Validation accuracy at step 0 and at the last later step (None where absent).
 
@@ -185,9 +193,9 @@ def validation_before_after(path: str | os.PathLike) -> tuple[float | None, floa
         return None, None
     val = []
     for record in read_metrics(path):
-        values = [v for k, v in record["data"].items() if k.startswith("val-core/")]
-        if values:
-            val.append((record["step"], sum(values) / len(values)))
+        accuracy = val_mean(record["data"])
+        if accuracy is not None:
+            val.append((record["step"], accuracy))
     before = val[0][1] if val and val[0][0] == 0 else None
     after = val[-1][1] if val and val[-1][0] > 0 else None
     return before, after

@@ -185,7 +185,7 @@ def train_stage(
     work_dir: str,
     curves_path: str,
     engine: str = "",
-    progress: bool = False,
+    progress: bool = True,
     pushgateway: str = "",
     model_name: str = "",
 ) -> dict[str, Any]:

@@ -351,43 +351,29 @@ class MetricsCallback(TrainerCallback):
 
 
 class ProgressCallback(TrainerCallback):
-    """A tqdm bar over rollout steps with the reward and the latest Pass@1."""
+    """Rollout steps with the reward and the latest Pass@1 (:class:`gmpo_kfp.progress.Progress`:
+    a bar on a terminal, plain lines elsewhere)."""
 
     def __init__(self, total: int, metrics: Any, *, per_rollout: int, desc: str):
         # ``metrics``: any object whose ``last`` dict holds the latest metric values
         self.total, self.metrics, self.per_rollout, self.desc = total, metrics, per_rollout, desc
-        self.bar: Any = None
+        self.progress: Any = None
 
     def on_train_begin(self, args, state, control, **kw):
-        from tqdm.auto import tqdm
+        from gmpo_kfp.progress import Progress
 
-        self.bar = tqdm(
-            total=self.total,
-            initial=state.global_step // self.per_rollout,
-            desc=self.desc,
-            unit="step",
-            file=sys.stderr,
-            mininterval=1.0 if sys.stderr.isatty() else 30.0,
-            dynamic_ncols=True,
-        )
+        initial = state.global_step // self.per_rollout
+        self.progress = Progress(self.desc, self.total, initial=initial)
 
     def on_log(self, args, state, control, logs=None, **kw):
-        if self.bar is None:
-            return
-        data = self.metrics.last
-        post = {}
-        if M.SCORE_MEAN in data:
-            post["reward"] = f"{data[M.SCORE_MEAN]:.3f}"
-        if M.PASS_AT_1 in data:
-            post["pass@1"] = f"{data[M.PASS_AT_1]:.3f}"
-        self.bar.set_postfix(post, refresh=False)
-        self.bar.n = state.global_step // self.per_rollout
-        self.bar.refresh()
+        if self.progress is not None:
+            self.progress.update(state.global_step // self.per_rollout, self.metrics.last)
 
     def on_train_end(self, args, state, control, **kw):
-        if self.bar is not None:
-            self.bar.n = state.global_step // self.per_rollout
-            self.bar.close()
+        if self.progress is not None:
+            self.progress.update(state.global_step // self.per_rollout, self.metrics.last)
+            self.progress.close()
+            self.progress = None
 
 
 class StopAtPassRate(TrainerCallback):

@@ -23,12 +23,15 @@ Mapping notes, and what verl cannot honour:
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -345,8 +348,16 @@ class LogAppender:
     metrics file, which the mirror and the Prometheus exporter follow) keeps them all.
     """
 
-    def __init__(self, source: Path, target: Path, *, poll_s: float = 0.5):
+    def __init__(
+        self,
+        source: Path,
+        target: Path,
+        *,
+        poll_s: float = 0.5,
+        on_record: Callable[[dict[str, Any]], None] | None = None,
+    ):
         self.source, self.target, self.poll_s = source, target, poll_s
+        self.on_record = on_record  # each record appended (the progress lines)
         self._offset = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="gmpo-verl-log", daemon=True)
@@ -362,6 +373,12 @@ class LogAppender:
             with self.target.open("ab") as out:
                 out.write(complete)
             self._offset += len(complete)
+            if self.on_record is not None:
+                for line in complete.splitlines():
+                    with contextlib.suppress(ValueError):
+                        record = json.loads(line)
+                        if isinstance(record, dict) and "step" in record:
+                            self.on_record(record)
 
     def _run(self) -> None:
         while not self._stop.wait(self.poll_s):
@@ -411,6 +428,7 @@ class VerlEngine:
     def run(self, config: TrainConfig, *, progress: bool = True) -> EngineRun:
         from gmpo_kfp.models import has_weights, replace_dir
 
+        progress_on = progress
         c = config
         device = verl_device(c, cuda=cuda_here())
         out = Path(c.trainer.output_dir)
@@ -430,7 +448,19 @@ class VerlEngine:
             env.update(verl_cpu.environment())
         print(f"gmpo: verl engine, {c.algorithm.loss} loss, output {out}", file=sys.stderr)
         start = time.perf_counter()
-        with LogAppender(verl_log, metrics_file):
+        progress = None
+        if progress_on:
+            from gmpo_kfp.progress import Progress
+
+            here = latest(self.checkpoints(c), out / "checkpoints")
+            initial = here.step if here and c.trainer.resume == "auto" else 0
+            progress = Progress(f"{c.name} (verl)", c.trainer.total_steps or 0, initial=initial)
+
+        def on_record(record: dict[str, Any]) -> None:
+            if progress is not None:
+                progress.update(int(record["step"]), record.get("data", {}))
+
+        with LogAppender(verl_log, metrics_file, on_record=on_record):
             if c.resources.nnodes > 1:
                 from gmpo_kfp.engines.rayjob import run_on_kuberay
 
@@ -439,6 +469,8 @@ class VerlEngine:
                 command = verl_command(c, python=self.python, device=device)
                 _stream(command, {**os.environ, **env}, "verl training")
         seconds = time.perf_counter() - start
+        if progress is not None:
+            progress.close()
         newest = latest(self.checkpoints(c), out / "checkpoints")
         if newest is None:
             raise RuntimeError(

@@ -112,3 +112,24 @@ def test_whole_pipeline_on_the_verl_engine_runs_locally(tmp_path):
     assert json.loads(latest.read_text())["checkpoint"] == "global_step_2"
     manifest = json.loads(result.manifest.read_text())
     assert manifest["config"]["engine"] == "verl"
+
+
+def test_the_local_run_reads_like_a_report(tmp_path, capsys, monkeypatch):
+    import re
+
+    monkeypatch.setenv("GMPO_PROGRESS_EVERY_S", "0")  # a progress line at every update
+    result = run_local(tmp_path / "out", overrides=SHORT, params=["threshold=0.0"])
+    console = capsys.readouterr().err
+    assert len(result.stage_seconds) == 4, result.stage_seconds
+    for stage in result.stage_seconds:
+        assert f"gmpo: stage {stage} started" in console
+        assert re.search(rf"gmpo: stage {re.escape(stage)} success \(\d+ s\)", console)
+    # our own lines come through, progress without a terminal among them
+    assert re.search(r"gmpo: tiny-cpu [0-3]/3 \(\d+%\)", console), console
+    assert "gmpo: Pass@1 " in console
+    # kfp.local's executor JSON and per-task chatter are in the log, not on the console
+    log = result.log.read_text()
+    assert "Executing task" in log and "Executing task" not in console
+    assert all(line.startswith(("gmpo:", "    ")) for line in console.splitlines()), console
+    summary = result.summary()
+    assert f"log         {result.log}" in summary and "stages      " in summary
