@@ -146,3 +146,25 @@ def test_resume_disable_starts_over(tmp_path, data):
         progress=False,
     )
     assert again.resumed_from is None and again.steps == 2
+
+
+@pytest.mark.filterwarnings("error::DeprecationWarning:gmpo_kfp")
+@pytest.mark.filterwarnings("error::FutureWarning:gmpo_kfp")
+@pytest.mark.filterwarnings("error::PendingDeprecationWarning:gmpo_kfp")
+def test_train_steps_call_nothing_deprecated_from_our_own_modules(tmp_path, data):
+    # warnings attributed to our modules are errors: a deprecated call of ours fails here,
+    # on the versions constraints.txt pins, before a user sees it every step
+    from gmpo_kfp.config import apply_overrides
+
+    config = apply_overrides(
+        tiny_config(tmp_path / "run", data, **{"trainer.total_steps": 2}),
+        [
+            "sft.enabled=true",
+            f"data.sft_files=[{data[0]}]",
+            "sft.max_steps=3",
+            "sft.eval_every=3",
+            "sft.eval_prompts=8",
+        ],
+    )
+    result = train(config, progress=True)
+    assert result.steps == 2 and result.sft is not None
