@@ -104,6 +104,10 @@ class CheckpointMirror:
         store.put_bytes(WARMUP_POINTER, json.dumps(body, sort_keys=True).encode())
         _say(f"warm-up model mirrored to {store.url(WARMUP)}")
 
+    def has_warmup(self) -> bool:
+        """A warm-up model is mirrored (its ``sft-model.json`` is there)."""
+        return storage.open_store(self.output_uri).get_bytes(WARMUP_POINTER) is not None
+
     def restore_warmup(self, folder: str | Path) -> dict | None:
         """Download the mirrored warm-up model into ``folder`` (whole or not at all);
         returns its warm-up figures, or None when none was mirrored."""

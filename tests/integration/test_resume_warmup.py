@@ -79,6 +79,14 @@ def test_trl_retry_in_an_empty_folder_resumes_with_the_mirrored_warmup_model(tmp
     assert_same(weights(tmp_path / "w2" / "model"), weights(tmp_path / "w0" / "model"))
 
 
+def test_a_warmup_model_kept_from_a_local_run_is_mirrored_before_rl(tmp_path, data):
+    step(tmp_path, data, tmp_path / "first", "w1", 2)  # warm-up trained, mirrored to first/
+    # the same folder trains on into another output URI: its kept warm-up model goes there
+    step(tmp_path, data, tmp_path / "second", "w1", 4)
+    assert (tmp_path / "second" / "sft-model.json").is_file()
+    assert_same(weights(tmp_path / "second" / "sft-model"), weights(tmp_path / "w1" / "sft-model"))
+
+
 def test_a_checkpoint_without_its_warmup_model_is_refused(tmp_path, data):
     output = tmp_path / "out"
     step(tmp_path, data, output, "w1", 2)
