@@ -27,15 +27,13 @@ def evaluate(
     """
     import tempfile
 
-    from gmpo_kfp import storage
     from gmpo_kfp.stages import evaluate_stage
 
-    work = tempfile.mkdtemp(prefix="gmpo-eval-")
-    paths = [eval_data.path] + [str(storage.fetch_file(u, work)) for u in extra_eval_uris]
     out = evaluate_stage(
         model_uri=model.uri,
-        eval_paths=paths,
-        work_dir=work,
+        eval_paths=[eval_data.path],
+        extra_eval_uris=[str(u) for u in extra_eval_uris],
+        work_dir=tempfile.mkdtemp(prefix="gmpo-eval-"),
         report_path=report.path,
         threshold=threshold,
         protocol=protocol,

@@ -25,6 +25,8 @@ from typing import Any, ClassVar
 
 import yaml
 
+from gmpo_kfp.errors import UserError
+
 __all__ = [
     "ConfigError",
     "TrainConfig",
@@ -41,7 +43,7 @@ __all__ = [
 MOE_MAX_CLIP = 0.2
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config value or key is wrong; the message names the field and the fix."""
 
 

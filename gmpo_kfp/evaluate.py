@@ -23,6 +23,7 @@ from typing import Any
 
 from gmpo_kfp import reward
 from gmpo_kfp.data.schema import read_rl_parquet
+from gmpo_kfp.errors import UserError
 
 PROTOCOLS = {
     "greedy": {"temperature": 0.0, "top_p": 1.0, "n": 1},
@@ -30,7 +31,7 @@ PROTOCOLS = {
 }
 
 
-class EvalError(ValueError):
+class EvalError(UserError, ValueError):
     """Bad evaluation input; the message names the field and the fix."""
 
 

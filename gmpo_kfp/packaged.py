@@ -35,10 +35,11 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from gmpo_kfp.errors import UserError
 from gmpo_kfp.settings import cache_root
 
 
-class PackageError(RuntimeError):
+class PackageError(UserError, RuntimeError):
     """A packaged file could not be fetched, or its content is not the pinned one."""
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import IO, Any
 
 from gmpo_kfp import metrics as M
+from gmpo_kfp.config import ConfigError
 
 EVERY_ENV = "GMPO_PROGRESS_EVERY_S"
 EVERY_S = 15.0
@@ -43,7 +44,7 @@ def every_s() -> float:
     try:
         value = float(raw) if raw else EVERY_S
     except ValueError:
-        raise ValueError(f"{EVERY_ENV}={raw!r}: give a number of seconds, e.g. 15") from None
+        raise ConfigError(f"{EVERY_ENV}={raw!r}: give a number of seconds, e.g. 15") from None
     return max(0.0, value)
 
 

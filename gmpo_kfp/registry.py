@@ -29,13 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from gmpo_kfp import __version__
+from gmpo_kfp.errors import UserError
 from gmpo_kfp.storage import StorageError, Store, join, open_store, sha256_file
 
 MANIFEST = "manifest.json"
 DEFAULT_ALIAS = "production"
 
 
-class RegistryError(ValueError):
+class RegistryError(UserError, ValueError):
     """A registry request cannot be met; the message names the input and the fix."""
 
 

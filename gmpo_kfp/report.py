@@ -12,6 +12,7 @@ import os
 from collections.abc import Sequence
 
 from gmpo_kfp import metrics as M
+from gmpo_kfp.data.schema import DataError
 
 #: panel title -> metric names drawn in it
 PANELS: dict[str, tuple[str, ...]] = {
@@ -86,9 +87,9 @@ def plot_files(files: Sequence[str | os.PathLike], output_dir: str | os.PathLike
     for f in files:
         path = Path(f)
         if not path.is_file():
-            raise FileNotFoundError(f"metrics file {path} does not exist; give metrics.jsonl files")
+            raise DataError(f"metrics file {path} does not exist; give metrics.jsonl files")
         if not any(True for _ in M.read_metrics(path)):
-            raise ValueError(f"metrics file {path} holds no {{step, data}} records")
+            raise DataError(f"metrics file {path} holds no {{step, data}} records")
         label = path.parent.name if path.stem == "metrics" else path.stem
         while label in runs:
             label += "'"

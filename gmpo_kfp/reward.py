@@ -48,6 +48,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gmpo_kfp.errors import UserError
+
 GSM8K_SOURCES = ("openai/gsm8k",)
 MATH_SOURCES = (
     "lighteval/MATH",
@@ -70,7 +72,7 @@ DEFAULT_TIMEOUT_S = 10.0
 BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
 
 
-class RewardError(ValueError):
+class RewardError(UserError, ValueError):
     """No grader for a ``data_source``; the message lists the known ones."""
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from gmpo_kfp import storage
 from gmpo_kfp.data.importers import import_source
 from gmpo_kfp.data.schema import DataError, write_rl_parquet
+from gmpo_kfp.errors import UserError
 from gmpo_kfp.prometheus import push_results
 
 SAMPLE_PROMPTS = 3
@@ -124,7 +125,7 @@ def _split_off(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict]
 # --------------------------------------------------------------------------- train
 
 
-class StageError(RuntimeError):
+class StageError(UserError, RuntimeError):
     """A pipeline step cannot run where it was placed; the message says what to fix."""
 
 
@@ -253,15 +254,19 @@ def evaluate_stage(
     backend: str = "auto",
     model_name: str = "",
     pushgateway: str = "",
+    extra_eval_uris: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Pass@1 per benchmark and their mean; ``passed`` when the mean reaches ``threshold``.
 
-    With a Pushgateway (``pushgateway`` or ``$GMPO_PUSHGATEWAY``), Pass@1 per benchmark
-    and the average go there under ``model_name``.
+    ``extra_eval_uris``: further benchmark files (paths or ``s3://``), fetched (checked)
+    into ``work_dir`` and evaluated beside ``eval_paths``. With a Pushgateway
+    (``pushgateway`` or ``$GMPO_PUSHGATEWAY``), Pass@1 per benchmark and the average go
+    there under ``model_name``.
     """
     from gmpo_kfp.evaluate import evaluate
 
     work = Path(work_dir)
+    eval_paths = [*eval_paths, *(str(storage.fetch_file(u, work)) for u in extra_eval_uris)]
     model_dir = storage.fetch_dir(model_uri, work / "model")
     kwargs = {
         "protocol": protocol,

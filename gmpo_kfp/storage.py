@@ -32,11 +32,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from gmpo_kfp.errors import UserError
+
 CHUNK = 8 * 1024 * 1024
 MULTIPART_THRESHOLD = 16 * 1024 * 1024
 
 
-class StorageError(OSError):
+class StorageError(UserError, OSError):
     """A storage call failed for good; the message names the URI and the likely fix."""
 
 

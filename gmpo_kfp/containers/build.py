@@ -41,6 +41,7 @@ from gmpo_kfp.containers.specs import (
     WHEELS_IN_CONTEXT,
     ImageSpec,
 )
+from gmpo_kfp.errors import UserError
 
 #: The locally made base: Debian bookworm (Python 3.11, as the published slim base) with
 #: what the images' build and final stages need (no network in the build to add any).
@@ -62,7 +63,7 @@ SOURCES = ("pyproject.toml", "README.md", "gmpo_kfp", "components", "pipelines")
 SECRET_ENV = re.compile(r"(SECRET|TOKEN|PASSWORD|ACCESS_KEY|CREDENTIAL)", re.I)
 
 
-class BuildError(RuntimeError):
+class BuildError(UserError, RuntimeError):
     """A build input is missing or wrong; the message says which and how to fix it."""
 
 

@@ -24,12 +24,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from gmpo_kfp.errors import UserError
+
 START_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 30
 DEBIAN_PACKAGES = ("docker.io", "mmdebstrap")
 
 
-class EngineError(RuntimeError):
+class EngineError(UserError, RuntimeError):
     """The container engine is missing, did not start, or refused a command."""
 
 

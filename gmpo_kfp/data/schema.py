@@ -23,11 +23,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from gmpo_kfp.errors import UserError
+
 REQUIRED_COLUMNS = ("data_source", "prompt", "ability", "reward_model", "extra_info")
 ROLES = ("system", "user", "assistant")
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A data file or row is wrong; the message names the row, the field and the fix."""
 
 

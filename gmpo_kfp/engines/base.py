@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from gmpo_kfp.config import TrainConfig
+from gmpo_kfp.config import ConfigError, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -101,4 +101,4 @@ def get_engine(name: str) -> Engine:
         from gmpo_kfp.engines.trl import TRLEngine
 
         return TRLEngine()
-    raise ValueError(f"engine: unknown engine {name!r}; use trl or verl")
+    raise ConfigError(f"engine: unknown engine {name!r}; use trl or verl")

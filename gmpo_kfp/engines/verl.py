@@ -473,7 +473,7 @@ class VerlEngine:
             progress.close()
         newest = latest(self.checkpoints(c), out / "checkpoints")
         if newest is None:
-            raise RuntimeError(
+            raise ConfigError(
                 f"verl wrote no checkpoint under {out / 'checkpoints'}: set trainer.save_freq > 0"
             )
         model_dir = out / "model"
