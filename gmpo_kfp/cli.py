@@ -13,8 +13,7 @@ import warnings
 from collections.abc import Sequence
 
 from gmpo_kfp import __version__
-from gmpo_kfp.config import ConfigError
-from gmpo_kfp.errors import UserError
+from gmpo_kfp.errors import UsageError, UserError
 
 EXIT_USAGE = 2
 
@@ -52,7 +51,7 @@ def resolve_config(args: argparse.Namespace):
     from gmpo_kfp.presets import DEFAULT_PRESET, load_preset
 
     if args.config and args.preset:
-        raise ConfigError("--config and --preset both given: pass one of them")
+        raise UsageError("--config and --preset both given: pass one of them")
     config = load_config(args.config) if args.config else load_preset(args.preset or DEFAULT_PRESET)
     return apply_overrides(config, args.set or [])
 
@@ -193,11 +192,11 @@ def _cmd_images(args: argparse.Namespace) -> int:
     if args.name in ("build", "wheelhouse"):
         return _images_build(args)
     if args.targets or args.base or args.wheelhouse or args.offline or args.dry_run:
-        raise ConfigError("images: build options need `gmpo images build` (or wheelhouse)")
+        raise UsageError("images: build options need `gmpo images build` (or wheelhouse)")
     refs = settings.CPU_IMAGES if args.variant == "cpu" else settings.IMAGES
     if args.name:
         if args.name not in refs:
-            raise ConfigError(f"image {args.name!r}: unknown; use one of {', '.join(refs)}")
+            raise UsageError(f"image {args.name!r}: unknown; use one of {', '.join(refs)}")
         print(refs[args.name])
         return 0
     for name, ref in refs.items():

@@ -16,3 +16,7 @@ from __future__ import annotations
 
 class UserError(Exception):
     """Something the user gave that we refuse; the message says what to fix."""
+
+
+class UsageError(UserError, ValueError):
+    """Command-line flags we refuse (a combination, an unknown name); no dependency needed."""

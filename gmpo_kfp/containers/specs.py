@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gmpo_kfp import __version__, settings
-from gmpo_kfp.config import ConfigError
+from gmpo_kfp.errors import UsageError
 
 #: The recipe, relative to the repository root (the build context).
 DOCKERFILE = Path("images") / "Dockerfile"
@@ -155,9 +155,9 @@ SPECS: dict[tuple[str, str], ImageSpec] = {
 def spec(name: str, variant: str) -> ImageSpec:
     """The image ``name`` in ``variant``; the runtime image is CPU in both."""
     if name not in settings.IMAGES:
-        raise ConfigError(f"image {name!r}: unknown; use one of {', '.join(settings.IMAGES)}")
+        raise UsageError(f"image {name!r}: unknown; use one of {', '.join(settings.IMAGES)}")
     if variant not in VARIANTS:
-        raise ConfigError(f"--variant {variant!r}: unknown; use one of {', '.join(VARIANTS)}")
+        raise UsageError(f"--variant {variant!r}: unknown; use one of {', '.join(VARIANTS)}")
     return SPECS.get((name, variant)) or SPECS[(name, "cpu")]
 
 

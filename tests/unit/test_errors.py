@@ -14,7 +14,7 @@ from gmpo_kfp.config import ConfigError
 from gmpo_kfp.containers.build import BuildError
 from gmpo_kfp.containers.engine import EngineError
 from gmpo_kfp.data.schema import DataError
-from gmpo_kfp.errors import UserError
+from gmpo_kfp.errors import UsageError, UserError
 from gmpo_kfp.evaluate import EvalError
 from gmpo_kfp.kfp_runs import SubmitError
 from gmpo_kfp.models import ModelError
@@ -26,6 +26,7 @@ from gmpo_kfp.storage import ChecksumMismatch, StorageError
 
 ROOT = Path(__file__).resolve().parents[2]
 REFUSALS = (
+    UsageError,
     ConfigError,
     DataError,
     EvalError,
