@@ -83,9 +83,17 @@ def test_a_failed_verl_run_is_one_line_naming_the_step(tmp_path):
 
 
 def _recipe_contents() -> list[tuple[str, ...]]:
+    """Every preset's ``verl.checkpoint_contents`` but the default, which
+    :func:`test_verl_trains_on_the_cpu_end_to_end` saves, merges and loads already."""
     from gmpo_kfp.presets import preset_names
 
-    return sorted({tuple(load_preset(name).verl.checkpoint_contents) for name in preset_names()})
+    default = tuple(load_preset("tiny-cpu").verl.checkpoint_contents)
+    found = {tuple(load_preset(name).verl.checkpoint_contents) for name in preset_names()}
+    return sorted(found - {default})
+
+
+def test_the_end_to_end_run_saves_the_default_checkpoint_contents():
+    assert tuple(verl_config("unused").verl.checkpoint_contents) == ("model", "optimizer", "extra")
 
 
 @pytest.mark.parametrize("contents", _recipe_contents(), ids="+".join)
