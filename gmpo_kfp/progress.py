@@ -78,6 +78,7 @@ class Progress:
         self.shown: dict[str, float] = {}
         self._last_line = self.start
         self._last_pass: float | None = None
+        self._last_done: int | None = None
         self._bar: Any = None
         if self.tty:
             from tqdm.auto import tqdm
@@ -133,6 +134,7 @@ class Progress:
         print(self.line(), file=self.stream, flush=True)
         self._last_line = now
         self._last_pass = self.shown.get("pass@1")
+        self._last_done = self.done
 
     def close(self) -> None:
         """The phase ended: the bar closes, or a last line says where it ended."""
@@ -141,4 +143,5 @@ class Progress:
             self._bar.close()
             self._bar = None
             return
-        self._line(self.clock())
+        if self._last_done != self.done:  # else the last line already said it
+            self._line(self.clock())

@@ -39,8 +39,9 @@ def test_lines_every_interval_with_step_reward_pass_rate_and_eta():
     assert len(lines(out)) == 2
     clock.now = 50
     p.update(100)
-    p.close()
+    p.close()  # the last line said where it ended already: no second one
     assert lines(out)[-1] == "gmpo: RL 100/100 (100%) reward 0.500 pass@1 0.750 | 2.00 step/s, 50 s"
+    assert lines(out)[-2] != lines(out)[-1]
 
 
 def test_a_resumed_phase_counts_its_speed_from_where_it_resumed():
