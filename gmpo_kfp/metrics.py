@@ -163,15 +163,22 @@ class MetricsWriter:
         self.close()
 
 
+def parse_record(line: str | bytes) -> dict[str, Any] | None:
+    """One line of a metrics file as a ``{"step", ...}`` record; None for a torn line (a
+    killed writer, or one still being written) or anything else."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and "step" in record else None
+
+
 def read_metrics(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
     """The records of a metrics file; a torn last line (a killed writer) is skipped."""
     with Path(path).open(encoding="utf-8") as fh:
         for line in fh:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict) and "step" in record and "data" in record:
+            record = parse_record(line)
+            if record is not None and "data" in record:
                 yield record
 
 

@@ -159,8 +159,6 @@ class MetricsFollower:
 
     def poll(self) -> int:
         """Read what was appended since the last call; the number of records read."""
-        import json
-
         try:
             with self.path.open("rb") as fh:
                 fh.seek(self._offset)
@@ -176,12 +174,13 @@ class MetricsFollower:
         self._pending = lines.pop()  # a line still being written
         count = 0
         for line in lines:
-            with contextlib.suppress(ValueError):
-                record = json.loads(line)
-                if isinstance(record, dict) and "step" in record:
-                    self.exporter.observe(record)
-                    count += 1
-                    self._maybe_push(int(record["step"]))
+            record = M.parse_record(line)
+            if record is None:
+                continue
+            with contextlib.suppress(ValueError):  # a step that is not a number
+                self.exporter.observe(record)
+                count += 1
+                self._maybe_push(int(record["step"]))
         return count
 
     def _maybe_push(self, step: int) -> None:

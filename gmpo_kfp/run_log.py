@@ -67,6 +67,12 @@ class RunLog(io.TextIOBase):
         if not self.verbose:
             print(text, file=self.console, flush=True)
 
+    def _show_tail(self) -> None:
+        """A failed stage's last lines (verbose: they were shown as they came)."""
+        if not self.verbose:
+            for kept in self._tail[-FAILURE_TAIL:]:
+                print(f"    {kept}", file=self.console)
+
     def _line(self, line: str) -> None:
         if m := STARTED.search(line):
             self._stage, self._started, self._tail = m.group(1), self.clock(), []
@@ -75,9 +81,8 @@ class RunLog(io.TextIOBase):
             stage, status = m.group(1), m.group(2)
             seconds = self.clock() - self._started
             self.stages[stage] = seconds
-            if status != "SUCCESS" and not self.verbose:
-                for kept in self._tail[-FAILURE_TAIL:]:
-                    print(f"    {kept}", file=self.console)
+            if status != "SUCCESS":
+                self._show_tail()
             self._say(f"gmpo: stage {stage} {status.lower()} ({seconds:.0f} s)")
             self._stage = None
         elif self._stage is not None:
@@ -92,9 +97,7 @@ class RunLog(io.TextIOBase):
             return
         seconds = self.clock() - self._started
         self.stages[self._stage] = seconds
-        if not self.verbose:
-            for kept in self._tail[-FAILURE_TAIL:]:
-                print(f"    {kept}", file=self.console)
+        self._show_tail()
         self._say(f"gmpo: stage {self._stage} failed ({seconds:.0f} s); full log {self.path}")
         self._stage = None
 

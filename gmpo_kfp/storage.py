@@ -46,12 +46,17 @@ class ChecksumMismatch(StorageError):
     """A downloaded file's SHA-256 differs from the expected one: it was refused."""
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """The hex digest of a file's bytes (``algorithm``: a hashlib name), read in chunks."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(CHUNK), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    return file_digest(path)
 
 
 #: Written by :func:`push_dir` after a folder's files: ``{"files": {rel: {size, sha256}}}``.
@@ -73,13 +78,9 @@ class Checksum:
 
     def of(self, path: str | os.PathLike) -> str:
         """The same kind of digest of a local file."""
-        new = getattr(hashlib, self.algorithm)
         if self.part_size is None:
-            h = new()
-            with open(path, "rb") as fh:
-                for block in iter(lambda: fh.read(CHUNK), b""):
-                    h.update(block)
-            return h.hexdigest()
+            return file_digest(path, self.algorithm)
+        new = getattr(hashlib, self.algorithm)
         digests = b""
         with open(path, "rb") as fh:
             for part in iter(lambda: fh.read(self.part_size), b""):

@@ -106,11 +106,12 @@ def _warm_start(
     from gmpo_kfp.models import has_weights
 
     auto = config.trainer.resume == "auto"
-    if auto and mirror is not None and not has_weights(sft_dir):
-        mirror.restore_warmup(sft_dir)
-    if auto and has_weights(sft_dir):
-        if mirror is not None and not mirror.has_warmup():  # kept here, not mirrored yet
+    if auto and mirror is not None:
+        if not has_weights(sft_dir):
+            mirror.restore_warmup(sft_dir)
+        elif not mirror.has_warmup():  # kept here, not mirrored yet
             mirror.save_warmup(sft_dir, None)
+    if auto and has_weights(sft_dir):
         return str(sft_dir), None
     if resume is not None:
         where = f" nor mirrored under {mirror.output_uri}" if mirror else ""

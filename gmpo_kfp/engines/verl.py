@@ -23,8 +23,6 @@ Mapping notes, and what verl cannot honour:
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import shutil
 import subprocess
@@ -37,6 +35,7 @@ from typing import Any
 
 from gmpo_kfp.config import ConfigError, TrainConfig
 from gmpo_kfp.engines.base import Checkpoint, EngineRun, latest
+from gmpo_kfp.metrics import parse_record
 
 A = "actor_rollout_ref.actor."
 R = "actor_rollout_ref.rollout."
@@ -375,10 +374,8 @@ class LogAppender:
             self._offset += len(complete)
             if self.on_record is not None:
                 for line in complete.splitlines():
-                    with contextlib.suppress(ValueError):
-                        record = json.loads(line)
-                        if isinstance(record, dict) and "step" in record:
-                            self.on_record(record)
+                    if (record := parse_record(line)) is not None:
+                        self.on_record(record)
 
     def _run(self) -> None:
         while not self._stop.wait(self.poll_s):
@@ -428,7 +425,6 @@ class VerlEngine:
     def run(self, config: TrainConfig, *, progress: bool = True) -> EngineRun:
         from gmpo_kfp.models import has_weights, replace_dir
 
-        progress_on = progress
         c = config
         device = verl_device(c, cuda=cuda_here())
         out = Path(c.trainer.output_dir)
@@ -448,17 +444,17 @@ class VerlEngine:
             env.update(verl_cpu.environment())
         print(f"gmpo: verl engine, {c.algorithm.loss} loss, output {out}", file=sys.stderr)
         start = time.perf_counter()
-        progress = None
-        if progress_on:
+        shown = None
+        if progress:
             from gmpo_kfp.progress import Progress
 
             here = latest(self.checkpoints(c), out / "checkpoints")
             initial = here.step if here and c.trainer.resume == "auto" else 0
-            progress = Progress(f"{c.name} (verl)", c.trainer.total_steps or 0, initial=initial)
+            shown = Progress(f"{c.name} (verl)", c.trainer.total_steps or 0, initial=initial)
 
         def on_record(record: dict[str, Any]) -> None:
-            if progress is not None:
-                progress.update(int(record["step"]), record.get("data", {}))
+            if shown is not None:
+                shown.update(int(record["step"]), record.get("data", {}))
 
         with LogAppender(verl_log, metrics_file, on_record=on_record):
             if c.resources.nnodes > 1:
@@ -469,8 +465,8 @@ class VerlEngine:
                 command = verl_command(c, python=self.python, device=device)
                 _stream(command, {**os.environ, **env}, "verl training")
         seconds = time.perf_counter() - start
-        if progress is not None:
-            progress.close()
+        if shown is not None:
+            shown.close()
         newest = latest(self.checkpoints(c), out / "checkpoints")
         if newest is None:
             raise ConfigError(
