@@ -1,8 +1,11 @@
-"""Forward+backward time of gmpo_kfp's GMPO loss vs verl 0.9.1's ``geo_mean``.
+"""Forward+backward time of gmpo_kfp's GMPO loss vs verl 0.9.1's ``geo_mean`` and the memory bound.
 
 Both run side by side in one process on the same [B, T] inputs (float32 and bf16,
 CPU by default), median of ``--repeats`` runs each after warm-up, printed as a
-ratio ours / verl (lower is better; the target is <= 0.8).
+ratio ours / verl (lower is better; the target is <= 0.8) and as multiples of the
+memory bound: the loss must read four [B, T] tensors and write one gradient, so no
+implementation beats a copy of that many bytes, timed in the same run (target: ours
+<= 4x the bound).
 
     python benchmarks/objective.py [--batch 256] [--tokens 4096] [--repeats 7] [--json OUT]
 """
@@ -44,6 +47,20 @@ def time_fn(fn, inputs, repeats: int, warmup: int = 2) -> float:
     return statistics.median(samples)
 
 
+def copy_bound(inputs, repeats: int) -> float:
+    """Seconds to copy as many bytes as the loss must move (4 inputs + 1 gradient)."""
+    nbytes = 5 * inputs[1].numel() * inputs[1].element_size()
+    src = torch.empty(nbytes, dtype=torch.uint8).fill_(1)
+    dst = torch.empty_like(src).fill_(0)
+    samples = []
+    for i in range(2 + repeats):
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        if i >= 2:
+            samples.append(time.perf_counter() - t0)
+    return statistics.median(samples)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=256)
@@ -76,11 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     for dtype in (torch.float32, torch.bfloat16):
         inputs = make_inputs(args.batch, args.tokens, dtype)
         # Interleave to share any drift of the machine between both sides.
-        t_verl, t_ours = [], []
+        t_verl, t_ours, t_bound = [], [], []
         for _ in range(2):
+            t_bound.append(copy_bound(inputs, args.repeats))
             t_verl.append(time_fn(verl, inputs, args.repeats))
             t_ours.append(time_fn(ours, inputs, args.repeats))
-        tv, to = min(t_verl), min(t_ours)
+        tv, to, tb = min(t_verl), min(t_ours), min(t_bound)
         rows.append(
             {
                 "dtype": str(dtype).removeprefix("torch."),
@@ -88,18 +106,25 @@ def main(argv: list[str] | None = None) -> int:
                 "verl_geo_mean_ms": round(tv * 1e3, 2),
                 "gmpo_kfp_ms": round(to * 1e3, 2),
                 "ratio": round(to / tv, 3),
+                "bound_ms": round(tb * 1e3, 4),
+                "gmpo_kfp_x_bound": round(to / tb, 1),
+                "verl_x_bound": round(tv / tb, 1),
             }
         )
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     header = f"GMPO loss forward+backward, median of {args.repeats}, {machine}"
     print(f"{header}, torch {torch.__version__}")
-    print("| dtype | shape | verl geo_mean (ms) | gmpo_kfp (ms) | ratio |")
-    print("|---|---|---|---|---|")
+    print(
+        "| dtype | shape | bound: copy (ms) | verl geo_mean (ms) | gmpo_kfp (ms) "
+        "| ours / verl | ours / bound | verl / bound |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         shape = "x".join(map(str, r["shape"]))
         print(
-            f"| {r['dtype']} | {shape} | {r['verl_geo_mean_ms']} | {r['gmpo_kfp_ms']} "
-            f"| {r['ratio']}x |"
+            f"| {r['dtype']} | {shape} | {r['bound_ms']} | {r['verl_geo_mean_ms']} "
+            f"| {r['gmpo_kfp_ms']} | {r['ratio']}x | {r['gmpo_kfp_x_bound']}x "
+            f"| {r['verl_x_bound']}x |"
         )
     if args.json:
         with open(args.json, "w") as f:

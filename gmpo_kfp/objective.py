@@ -169,6 +169,23 @@ def _rowdot(x: Tensor, mask: Tensor) -> Tensor:
     return torch.matmul(x.unsqueeze(-2), mask.unsqueeze(-1)).reshape(x.shape[0])
 
 
+def _masked_range(
+    log_ratio: Tensor, m: Tensor, lengths: Tensor, mean: Tensor
+) -> tuple[float, float]:
+    """min and max of ``log_ratio`` over masked positions (padding holds 0), as floats.
+
+    One pass in the usual case: the range of the whole tensor is the masked range
+    unless an end of it is the padding's 0; only then the padding is filled with the
+    masked mean (which lies inside the masked range) and the range taken again. No
+    masked token at all gives (0, 0), a ratio of 1.
+    """
+    lo, hi = (float(v) for v in torch.aminmax(log_ratio))
+    if (lo == 0.0 or hi == 0.0) and bool((lengths < m.shape[-1]).any()):
+        filled = torch.where(m.bool(), log_ratio, mean)
+        lo, hi = (float(v) for v in torch.aminmax(filled))
+    return lo, hi
+
+
 class _Masked(NamedTuple):
     """The response mask in the forms every loss needs, and the compute dtype."""
 
@@ -330,54 +347,138 @@ def gmpo_loss(
 
     Numerics: log-ratios are first held within +-:data:`LOG_RATIO_SAFETY_BOUND`
     (a no-op unless a ratio exceeds e^20) so the unclipped side cannot overflow
-    and padding holding +-inf stays harmless; A_i = 0 rows contribute 0; a row with
-    no masked token has R_i = 1 and A_i = 0 (never NaN) and still counts in N.
+    and padding holding +-inf stays harmless (a token held there gets no gradient, as
+    under verl's clamp); A_i = 0 rows contribute 0 and have R_i = 1 (s_i = 0); a row
+    with no masked token has R_i = 1 and A_i = 0 (never NaN) and still counts in N.
+    The gradient is computed in closed form (:class:`_GeoMeanLoss`), for
+    ``log_prob`` and, where they require grad, ``old_log_prob``, ``advantages`` and
+    ``sequence_weights``.
 
-    Metrics: ``ppo_kl`` (masked mean of -l), ``pg_clipfrac`` / ``pg_clipfrac_lower``
-    (fraction of masked tokens whose log-ratio the clip actually replaced, in rows
-    with A > 0 / A < 0: unlike verl's ``geo_mean``, which counts every token outside
-    the window when A > 0), token ratio range (min/max of rho over masked tokens)
-    and sequence ratio range (min/max of R_i over non-empty rows).
+    Metrics: ``ppo_kl`` (masked mean of -l, l within the safety bound, as verl),
+    ``pg_clipfrac`` / ``pg_clipfrac_lower`` (fraction of masked tokens whose
+    log-ratio the clip actually replaced, in rows with A > 0 / A < 0: unlike verl's
+    ``geo_mean``, which counts every token outside the window when A > 0), token
+    ratio range (min/max of rho over masked tokens) and sequence ratio range
+    (min/max of R_i over non-empty rows).
     """
     low = _check_clip("clip_ratio_low", clip_ratio_low)
     high = _check_clip("clip_ratio_high", clip_ratio_high)
     _check_count("num_sequences", num_sequences)
-    m = _prepare(old_log_prob, log_prob, advantages, response_mask)
-    denom = m.lengths.clamp(min=1)
-
-    log_ratio = log_prob.to(m.dtype) - old_log_prob.to(m.dtype)
-    seq_adv = _rowdot(advantages.to(m.dtype), m.float) / denom
-
-    # The sign-aware clip as one clamp with per-row bounds: the side that matters
-    # for sign(A_i) gets the clip, the other side only the safety bound.
-    bound = LOG_RATIO_SAFETY_BOUND
-    upper = torch.where(seq_adv > 0, min(high, bound), bound).unsqueeze(-1)
-    lower = torch.where(seq_adv < 0, -min(low, bound), -bound).unsqueeze(-1)
-    clipped = torch.clamp(log_ratio, min=lower, max=upper)
-
-    seq_log_ratio = _rowdot(clipped, m.float) / denom
-    objective = seq_adv * seq_log_ratio.exp()
-    if sequence_weights is not None:
-        if sequence_weights.shape != seq_adv.shape:
-            raise ValueError(
-                f"sequence_weights has shape {tuple(sequence_weights.shape)}; "
-                f"expected ({seq_adv.shape[0]},), one weight per row"
-            )
-        objective = objective * sequence_weights.to(m.dtype)
-    n = max(log_prob.shape[0], 1) if num_sequences is None else num_sequences
-    loss = -objective.sum() / n
-
-    with torch.no_grad():
-        # per row, the masked tokens whose log-ratio the clip replaced
-        moved = ((clipped != log_ratio) & m.bool).sum(-1)
-        metrics = _clip_metrics(
-            log_ratio.detach(),
-            m,
-            seq_log_ratio.detach(),
-            (moved * (seq_adv > 0)).sum(),
-            (moved * (seq_adv < 0)).sum(),
+    _check_tensors(old_log_prob, log_prob, advantages, response_mask)
+    if sequence_weights is not None and sequence_weights.shape != log_prob.shape[:1]:
+        raise ValueError(
+            f"sequence_weights has shape {tuple(sequence_weights.shape)}; "
+            f"expected ({log_prob.shape[0]},), one weight per row"
         )
-    return loss, metrics
+    n = max(log_prob.shape[0], 1) if num_sequences is None else num_sequences
+    loss, stats = _GeoMeanLoss.apply(
+        old_log_prob, log_prob, advantages, response_mask, sequence_weights, low, high, n
+    )
+    return loss, dict(zip(METRIC_NAMES, stats.unbind(), strict=True))
+
+
+class _GeoMeanLoss(torch.autograd.Function):
+    """:func:`gmpo_loss` with its gradient in closed form: few passes over ``[B, T]``.
+
+    The loss is -sum_i w_i A_i R_i / N. A_i (a masked mean of the advantages) moves
+    the clip only through its sign, so for every input the gradient is one product
+    of a ``[B, T]`` tensor and a per-row coefficient::
+
+        dL/d log_prob_t     = -w_i A_i R_i k_t m_t / (N |o_i|),  k_t = 1 if token t is not clipped
+        dL/d old_log_prob_t = -dL/d log_prob_t
+        dL/d a_t            = -w_i R_i m_t / (N |o_i|)
+        dL/d w_i            = -A_i R_i / N
+
+    The forward keeps k m (the only ``[B, T]`` it saves) and computes every metric in
+    the same passes. With s_i = sign(A_i) the sign-aware clip is one scalar clamp of
+    s_i l_t from above when eps_low = eps_high (the default): s_i min(s_i l, eps).
+    Every ``[B, T]`` op is in place or writes into a buffer of its own dtype (mixed-dtype
+    elementwise ops take a slow path on the CPU): a float32 call allocates two ``[B, T]``
+    buffers (l, then k m) and the gradient; bf16 inputs reuse their own upcast copies.
+    """
+
+    @staticmethod
+    def forward(ctx, old_log_prob, log_prob, advantages, response_mask, weights, low, high, n):
+        dtype = _compute_dtype(log_prob)
+        bound = LOG_RATIO_SAFETY_BOUND
+        m = response_mask.to(dtype)
+        lengths = m.sum(-1)
+        denom = lengths.clamp(min=1)
+
+        # l_t, held within the safety bound, zero on padding (which may hold +-inf).
+        # An upcast copy of an input is ours to reuse in place; else one scratch buffer
+        # serves the advantage product and then k_t.
+        lp, old = log_prob.to(dtype), old_log_prob.to(dtype)
+        log_ratio = torch.sub(lp, old) if lp is log_prob else lp.sub_(old)
+        scratch = old if old is not old_log_prob else torch.empty_like(log_ratio)
+        adv = advantages.to(dtype)
+        adv = adv.mul_(m) if adv is not advantages else torch.mul(adv, m, out=scratch)
+        seq_adv = adv.sum(-1) / denom
+        sign = torch.sign(seq_adv)
+        log_ratio.clamp_(-bound, bound).mul_(m)
+        total = lengths.sum().clamp(min=1)
+        mean_log_ratio = log_ratio.sum() / total
+        lo, hi = _masked_range(log_ratio, m, lengths, mean_log_ratio)
+
+        # s_i l_t, clipped on its sign's side: min(s l, eps_s); k_t = 1 where not clipped
+        signed = log_ratio.mul_(sign.unsqueeze(-1))
+        eps_low, eps_high = min(low, bound), min(high, bound)
+        cap = eps_high if eps_low == eps_high else torch.where(sign > 0, eps_high, eps_low)
+        if isinstance(cap, Tensor):
+            cap = cap.to(dtype).unsqueeze(-1)
+        kept = torch.le(signed, cap, out=scratch)
+        signed.clamp_(max=cap)
+        kept.mul_(m)
+        moved = lengths - kept.sum(-1)  # masked tokens the clip replaced, per row
+        if max(-lo, hi) >= bound:  # a token held by the safety bound gets no gradient
+            kept.mul_(torch.gt(signed, -bound).to(dtype))
+        seq_log_ratio = signed.sum(-1).mul_(sign) / denom
+        ratio = seq_log_ratio.exp()
+
+        w = None if weights is None else weights.to(dtype)
+        objective = seq_adv * ratio if w is None else seq_adv * ratio * w
+        loss = -objective.sum() / n
+
+        nonempty = lengths > 0
+        mean_seq = (seq_log_ratio * nonempty).sum() / nonempty.sum().clamp(min=1)
+        slo, shi = torch.aminmax(torch.where(nonempty, seq_log_ratio, mean_seq))
+        token_range = log_ratio.new_tensor([lo, hi]).exp()
+        stats = torch.stack(  # in the order of METRIC_NAMES
+            [
+                -mean_log_ratio,
+                (moved * (sign > 0)).sum() / total,
+                (moved * (sign < 0)).sum() / total,
+                token_range[0],
+                token_range[1],
+                slo.exp(),
+                shi.exp(),
+            ]
+        )
+        ctx.mark_non_differentiable(stats)
+        ctx.save_for_backward(kept, m, seq_adv, ratio, denom, w)
+        ctx.n = n
+        w_dtype = None if weights is None else weights.dtype
+        ctx.dtypes = (old_log_prob.dtype, log_prob.dtype, advantages.dtype, w_dtype)
+        return loss, stats
+
+    @staticmethod
+    def backward(ctx, grad_loss, _grad_stats):
+        kept, m, seq_adv, ratio, denom, w = ctx.saved_tensors
+        old_dtype, lp_dtype, adv_dtype, w_dtype = ctx.dtypes
+        need_old, need_lp, need_adv, _, need_w = ctx.needs_input_grad[:5]
+        scale = -grad_loss / ctx.n
+        per_row = ratio * scale if w is None else ratio * w * scale  # -w R g / N
+        grad_old = grad_lp = grad_adv = grad_w = None
+        if need_lp or need_old:
+            coef = (per_row * seq_adv / denom).unsqueeze(-1)
+            grad = torch.mul(kept, coef, out=kept.new_empty(kept.shape, dtype=lp_dtype))
+            grad_lp = grad if need_lp else None
+            grad_old = (-grad).to(old_dtype) if need_old else None
+        if need_adv:
+            grad_adv = (m * (per_row / denom).unsqueeze(-1)).to(adv_dtype)
+        if need_w:
+            grad_w = (seq_adv * ratio * scale).to(w_dtype)
+        return grad_old, grad_lp, grad_adv, None, grad_w, None, None, None
 
 
 # --------------------------------------------------------------------------- GRPO

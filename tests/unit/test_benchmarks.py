@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -52,6 +53,8 @@ def test_markdown_has_a_row_per_measurement_and_the_machine():
                         "verl_geo_mean_ms": 2.0,
                         "gmpo_kfp_ms": 1.0,
                         "ratio": 0.5,
+                        "bound_ms": 0.25,
+                        "gmpo_kfp_x_bound": 4.0,
                     }
                     for d in ("float32", "bfloat16")
                 ]
@@ -79,10 +82,38 @@ def test_markdown_has_a_row_per_measurement_and_the_machine():
     lines = text.splitlines()
     assert lines[0] == "| benchmark | measured | figures | ratio |"
     assert (
-        "| objective (bfloat16, 2x3) | GMPO loss fwd+bwd, ms | verl 2.0 / ours 1.0 | 0.50x |"
-        in lines
+        "| objective (bfloat16, 2x3) | GMPO loss fwd+bwd, ms "
+        "| verl 2.0 / ours 1.0 (memory bound 0.25: ours 4.0x) | 0.50x |" in lines
     )
     assert any(line.startswith("| evaluation |") and "0.89x" in line for line in lines)
     assert any("0.50x of target" in line for line in lines)
     assert "| engine | failed | boom | - |" in lines
     assert "cpu x86_64, cpus 2" in text and "gpu" not in text
+
+
+def test_objective_benchmark_measures_both_losses_against_the_copy_bound(tmp_path):
+    out = tmp_path / "objective.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(RUN_ALL.parent / "objective.py"),
+            "--batch",
+            "8",
+            "--tokens",
+            "64",
+            "--repeats",
+            "2",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["dtype"] for r in rows] == ["float32", "bfloat16"]
+    for r in rows:
+        assert r["bound_ms"] > 0 and r["gmpo_kfp_ms"] > 0 and r["verl_geo_mean_ms"] > 0
+        assert r["gmpo_kfp_x_bound"] > 1  # no loss beats a copy of its bytes
+    assert "ours / bound" in proc.stdout

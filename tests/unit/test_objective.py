@@ -348,3 +348,83 @@ def test_grpo_dual_clip_bounds_negative_advantage_loss():
     assert metrics["pg_clipfrac_lower"].item() == 0.5
     loss_off, _ = grpo_loss(old, lp, adv, mask, clip_ratio_c=None)
     assert loss_off.item() == pytest.approx((10.0 + 2.0) / 2)
+
+
+# ------------------------------------------------------------------ closed form vs autograd
+
+
+def _reference_gmpo(old, lp, adv, mask, low, high, weights, n):
+    """GMPO written as its docstring's formula, differentiated by autograd (float64)."""
+    m = mask.bool()
+    total = m.sum().clamp(min=1)
+    lengths = m.sum(-1)
+    denom = lengths.clamp(min=1)
+    log_ratio = torch.where(m, lp - old, 0.0).clamp(-20.0, 20.0)
+    seq_adv = torch.where(m, adv, 0.0).sum(-1) / denom
+    s = torch.sign(seq_adv).unsqueeze(-1)
+    clipped = s * torch.minimum(s * log_ratio, s * log_ratio.clamp(-low, high))
+    seq_log_ratio = torch.where(m, clipped, 0.0).sum(-1) / denom
+    ratio = seq_log_ratio.exp()
+    loss = -(weights * seq_adv * ratio).sum() / n
+    with torch.no_grad():
+        moved = (m & (clipped != log_ratio)).sum(-1)
+        nonempty = lengths > 0
+        lr = log_ratio[m] if m.any() else torch.zeros(1, dtype=lp.dtype)
+        seq = seq_log_ratio[nonempty] if nonempty.any() else torch.zeros(1, dtype=lp.dtype)
+        metrics = {
+            "ppo_kl": -log_ratio.sum() / total,
+            "pg_clipfrac": (moved * (seq_adv > 0)).sum() / total,
+            "pg_clipfrac_lower": (moved * (seq_adv < 0)).sum() / total,
+            "token_ratio_min": lr.min().exp(),
+            "token_ratio_max": lr.max().exp(),
+            "seq_ratio_min": seq.min().exp(),
+            "seq_ratio_max": seq.max().exp(),
+        }
+    return loss, metrics
+
+
+@given(
+    seed=seeds,
+    low=st.sampled_from([0.4, 0.1, 0.7]),
+    high=st.sampled_from([0.4, 0.25]),
+    spikes=st.sampled_from([0.0, 30.0, -30.0]),
+    fill=st.sampled_from([0.0, math.inf, -math.inf]),
+)
+def test_closed_form_gradient_equals_autograd_of_the_formula(seed, low, high, spikes, fill):
+    """Loss, metrics and the gradient of every input, as autograd gets them from the formula."""
+    b = random_batch(seed, dtype=torch.float64, scale=0.6)
+    g = torch.Generator().manual_seed(seed)
+    rows, tokens = b.log_prob.shape
+    lp = b.log_prob.detach().clone()
+    lp[torch.rand(rows, tokens, generator=g, dtype=torch.float64) < 0.2] += spikes
+    lp[~b.response_mask.bool()] = fill  # padding may hold anything but NaN
+    weights = torch.rand(rows, generator=g, dtype=torch.float64) + 0.5
+    inputs = [b.old_log_prob, lp, b.advantages, weights]
+    got, want = [], []
+    for fn in ("ours", "reference"):
+        leaves = [t.detach().clone().requires_grad_(True) for t in inputs]
+        old, x, adv, w = leaves
+        if fn == "ours":
+            loss, metrics = gmpo_loss(
+                old,
+                x,
+                adv,
+                b.response_mask,
+                clip_ratio_low=low,
+                clip_ratio_high=high,
+                sequence_weights=w,
+                num_sequences=20,
+            )
+        else:
+            loss, metrics = _reference_gmpo(old, x, adv, b.response_mask, low, high, w, 20)
+        grads = torch.autograd.grad(loss, leaves)
+        (got if fn == "ours" else want).append((loss, grads, metrics))
+    (loss, grads, metrics), (ref_loss, ref_grads, ref_metrics) = got[0], want[0]
+    torch.testing.assert_close(loss, ref_loss)
+    names = ("old", "log_prob", "advantages", "weights")
+    for name, g1, g2 in zip(names, grads, ref_grads, strict=True):
+        torch.testing.assert_close(g1, g2, msg=f"gradient of {name}")
+    for name in METRIC_NAMES:
+        torch.testing.assert_close(
+            metrics[name], ref_metrics[name].to(metrics[name].dtype), msg=name
+        )
