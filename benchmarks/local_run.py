@@ -3,20 +3,32 @@
 Measures the whole thing a newcomer waits for after installing: the tiny model is
 built, the task generated, the pipeline's four steps run through kfp.local (each
 in its own process), and the summary printed. Target: <= 5 minutes on 2 cores.
+It prints where the time went: each stage's wall time, the train stage's parts
+(model build, warm-up, RL generation, update, validation, the rest: start-up,
+imports, data, uploads) and what importing the libraries costs a fresh process.
 
-    python benchmarks/local_run.py [--json OUT] [-- extra gmpo run arguments]
+``--against DIR`` runs another checkout's code too (a folder to put first on
+PYTHONPATH, holding its ``gmpo_kfp``), alternating with this one for ``--rounds``
+rounds, and prints both side by side with the ratio of their median wall times.
+
+    python benchmarks/local_run.py [--json OUT] [--against DIR] [--rounds 2] [-- gmpo run args]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+#: Library imports a task pays in a fresh process, each on top of the ones before.
+IMPORTS = ("torch", "transformers", "trl", "kfp")
 
 
 def summary(stdout: str) -> str:
@@ -26,28 +38,98 @@ def summary(stdout: str) -> str:
     return "\n".join(lines[start:])
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--json", help="also write the result as JSON to this file")
-    ap.add_argument("extra", nargs="*", help="further arguments for gmpo run")
-    a = ap.parse_args(argv)
+def one_run(extra: list[str], pythonpath: str | None = None) -> dict:
+    """One cold ``gmpo run --local``: its wall time, summary and run-summary.json."""
     out = Path(tempfile.mkdtemp(prefix="gmpo-local-run-")) / "out"
-    cmd = [sys.executable, "-m", "gmpo_kfp", "run", "--local", "--output", str(out), *a.extra]
+    cmd = [sys.executable, "-m", "gmpo_kfp", "run", "--local", "--output", str(out), *extra]
+    env = dict(os.environ)
+    if pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [pythonpath, env.get("PYTHONPATH")]))
     start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         print(proc.stderr[-3000:], file=sys.stderr)
-        return proc.returncode
-    print(summary(proc.stdout))
+        raise SystemExit(proc.returncode)
+    saved = out / "run-summary.json"
+    run = json.loads(saved.read_text()) if saved.is_file() else {}
+    return {"wall_s": round(wall, 1), "summary": summary(proc.stdout), "run": run}
+
+
+def import_seconds() -> dict[str, float]:
+    """Seconds a fresh interpreter takes to import each of :data:`IMPORTS` (cumulative)."""
+    base = _python_seconds("pass")
+    spent, done = {}, []
+    for name in IMPORTS:
+        done.append(name)
+        spent[name] = round(_python_seconds("import " + ", ".join(done)) - base, 2)
+    return {"python": round(base, 2), **spent}
+
+
+def _python_seconds(code: str) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def breakdown(run: dict) -> list[tuple[str, float]]:
+    """(part, seconds) rows: each stage, and inside train its parts and the rest."""
+    rows: list[tuple[str, float]] = []
+    stages = run.get("stage_seconds", {})
+    parts = run.get("train_seconds", {})
+    for stage, seconds in stages.items():
+        rows.append((stage, seconds))
+        if stage == "train" and parts:
+            inside = parts.get("model_build", 0) + parts.get("warmup", 0) + parts.get("rl", 0)
+            for name in ("model_build", "warmup", "generation", "update", "validation"):
+                if name in parts:
+                    rows.append((f"  {name}", parts[name]))
+            rows.append(("  rest: start-up, imports, data, uploads", max(0.0, seconds - inside)))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", help="also write the result as JSON to this file")
+    ap.add_argument("--against", help="another checkout's PYTHONPATH folder, run alternately")
+    ap.add_argument("--rounds", type=int, default=1, help="runs of each side (default 1)")
+    ap.add_argument("extra", nargs="*", help="further arguments for gmpo run")
+    a = ap.parse_args(argv)
+    sides = {"this": None, **({"against": a.against} if a.against else {})}
+    runs: dict[str, list[dict]] = {name: [] for name in sides}
+    for i in range(a.rounds):
+        order = list(sides) if i % 2 == 0 else list(reversed(sides))
+        for name in order:
+            run = one_run(a.extra, sides[name])
+            runs[name].append(run)
+            print(f"round {i + 1}: {name} {run['wall_s']:.0f} s", file=sys.stderr, flush=True)
+    ours = runs["this"][-1]
+    print(ours["summary"])
+    print("\n| part | seconds |\n|---|---|")
+    for part, seconds in breakdown(ours["run"]):
+        print(f"| {part} | {seconds:.1f} |")
+    imports = import_seconds()
+    print(
+        "\nfresh-process imports (cumulative s): "
+        + ", ".join(f"{k} {v}" for k, v in imports.items())
+    )
+    wall = statistics.median(r["wall_s"] for r in runs["this"])
     result = {
         "benchmark": "cold local pipeline run",
         "wall_s": round(wall, 1),
         "target_s": 300,
-        "summary": summary(proc.stdout),
+        "summary": ours["summary"],
+        "breakdown": breakdown(ours["run"]),
+        "imports_s": imports,
         "machine": platform.machine(),
+        "runs": {k: [r["wall_s"] for r in v] for k, v in runs.items()},
     }
     print(f"cold local run: {wall:.0f} s (target <= 300 s)")
+    if a.against:
+        theirs = statistics.median(r["wall_s"] for r in runs["against"])
+        result["against_wall_s"] = round(theirs, 1)
+        result["ratio"] = round(wall / theirs, 3)
+        print(f"against {a.against}: {theirs:.0f} s; this / that = {wall / theirs:.2f}x")
     if a.json:
         Path(a.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0

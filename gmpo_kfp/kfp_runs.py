@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -111,6 +112,8 @@ class LocalRun:
             lines.append(f"stages      {each}")
         if self.log is not None:
             lines.append(f"log         {self.log}")
+        if spent := self.train_seconds():
+            lines.append("train time  " + ", ".join(f"{k} {v:.0f} s" for k, v in spent.items()))
         before = self.train_metrics.get("pass_at_1_before")
         after = self.train_metrics.get("pass_at_1_after")
         if after is not None:
@@ -125,6 +128,25 @@ class LocalRun:
             lines.append("registered  nothing (the gate did not pass)")
         return "\n".join(lines)
 
+    def train_seconds(self) -> dict[str, float]:
+        """Where the train stage's seconds went, by :data:`gmpo_kfp.training.TIME_PARTS`."""
+        from gmpo_kfp.stages import SECONDS_PREFIX
+        from gmpo_kfp.training import TIME_PARTS
+
+        found = {p: self.train_metrics.get(f"{SECONDS_PREFIX}{p}") for p in TIME_PARTS}
+        return {p: s for p, s in found.items() if s is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run as JSON-ready values (what ``<output>/run-summary.json`` holds)."""
+        data = dataclasses.asdict(self)
+        for key in ("output", "manifest", "log"):
+            data[key] = None if data[key] is None else str(data[key])
+        data["train_seconds"] = self.train_seconds()
+        return data
+
+
+#: The file a local run leaves in its output folder: :meth:`LocalRun.to_dict`.
+RUN_SUMMARY = "run-summary.json"
 
 RUNNERS = ("subprocess", "docker")
 #: A short pipeline run (the container tests, benchmarks/container_runner.py): a warm-up
@@ -263,6 +285,9 @@ def run_local(
     seconds = time.perf_counter() - start
     run = _collect(out, seconds, args.get("model_name", "gmpo-tiny"))
     run.log, run.stage_seconds = log.path, dict(log.stages)
+    from gmpo_kfp import storage
+
+    storage.write_atomic(out / RUN_SUMMARY, json.dumps(run.to_dict(), indent=2) + "\n")
     return run
 
 

@@ -30,6 +30,9 @@ RESPONSE_LENGTH_MEAN = "response_length/mean"
 RESPONSE_LENGTH_MAX = "response_length/max"
 RESPONSE_CLIP_RATIO = "response_length/clip_ratio"
 TIME_PER_STEP = "perf/time_per_step"
+#: seconds spent generating rollouts and validating, per step (verl's ``timing_s/`` names)
+TIMING_GEN = "timing_s/gen"
+TIMING_TESTING = "timing_s/testing"
 THROUGHPUT = "perf/throughput"
 #: the peak memory each actor process allocated on its accelerator, in GiB (verl's
 #: workers log it every update, averaged over ranks; the TRL engine logs its own)
@@ -39,12 +42,14 @@ TOKEN_RATIO_MIN = "actor/token_ratio_min"
 TOKEN_RATIO_MAX = "actor/token_ratio_max"
 SEQ_RATIO_MIN = "actor/seq_ratio_min"
 SEQ_RATIO_MAX = "actor/seq_ratio_max"
-#: ranges combine by min / max over micro-batches, everything else by mean
-RANGE_REDUCTIONS = {
+#: within a step, ranges combine by min / max over micro-batches, times add up,
+#: everything else by mean
+REDUCTIONS = {
     TOKEN_RATIO_MIN: min,
     SEQ_RATIO_MIN: min,
     TOKEN_RATIO_MAX: max,
     SEQ_RATIO_MAX: max,
+    TIMING_GEN: sum,
 }
 TRAINING_METRICS = (
     SCORE_MEAN,
@@ -61,6 +66,8 @@ TRAINING_METRICS = (
     RESPONSE_LENGTH_MAX,
     RESPONSE_CLIP_RATIO,
     TIME_PER_STEP,
+    TIMING_GEN,
+    TIMING_TESTING,
     THROUGHPUT,
     TOKEN_RATIO_MIN,
     TOKEN_RATIO_MAX,
@@ -206,6 +213,19 @@ def validation_before_after(path: str | os.PathLike) -> tuple[float | None, floa
     before = val[0][1] if val and val[0][0] == 0 else None
     after = val[-1][1] if val and val[-1][0] > 0 else None
     return before, after
+
+
+def time_totals(path: str | os.PathLike) -> dict[str, float]:
+    """Seconds summed over a metrics file's records: the steps (:data:`TIME_PER_STEP`),
+    generation (:data:`TIMING_GEN`) and validation (:data:`TIMING_TESTING`); 0 where absent."""
+    totals = dict.fromkeys((TIME_PER_STEP, TIMING_GEN, TIMING_TESTING), 0.0)
+    if Path(path).exists():
+        for record in read_metrics(path):
+            for name in totals:
+                value = record["data"].get(name)
+                if isinstance(value, (int, float)):
+                    totals[name] += value
+    return totals
 
 
 def truncate_after(path: str | os.PathLike, step: int) -> None:

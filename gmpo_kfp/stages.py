@@ -24,6 +24,9 @@ from gmpo_kfp.errors import UserError
 from gmpo_kfp.prometheus import push_results
 
 SAMPLE_PROMPTS = 3
+#: The train stage's metrics name where its seconds went ``seconds/<part>``, one per
+#: :data:`gmpo_kfp.training.TIME_PARTS` (shown in the KFP UI and ``gmpo run --local``).
+SECONDS_PREFIX = "seconds/"
 
 
 def _say(message: str) -> None:
@@ -221,6 +224,7 @@ def train_stage(
         metrics["pass_at_1_before"] = result.pass_at_1_before
     if result.pass_at_1_after is not None:
         metrics["pass_at_1_after"] = result.pass_at_1_after
+    metrics.update({f"{SECONDS_PREFIX}{part}": s for part, s in result.times.items()})
     _say(f"model uploaded to {model_uri}")
     return {
         "model_uri": model_uri,

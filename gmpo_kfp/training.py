@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,15 @@ from gmpo_kfp import metrics as M
 from gmpo_kfp.config import ConfigError, TrainConfig, with_values
 from gmpo_kfp.data.schema import read_rl_files, write_rl_parquet
 from gmpo_kfp.engines.base import Engine, get_engine, latest
+from gmpo_kfp.heap import reuse_freed_memory
 from gmpo_kfp.mirror import CheckpointMirror
 
 #: The built-in task's split never depends on the training seed.
 TASK_SPLIT_SEED = 0
+
+
+#: Where a run's seconds went (:attr:`TrainResult.times`), in the order they are shown.
+TIME_PARTS = ("model_build", "warmup", "rl", "generation", "validation", "update")
 
 
 @dataclass
@@ -40,6 +46,10 @@ class TrainResult:
     base_model: str  # the weights RL started from: the warm-up model, else model.path's
     pass_at_1_before: float | None  # validation Pass@1 at step 0
     pass_at_1_after: float | None  # validation Pass@1 at the last step
+    #: seconds by :data:`TIME_PARTS`: building the base model, the warm-up (when it ran
+    #: now), RL, and RL's generation, validation and the rest (forward, backward, optimiser,
+    #: checkpoints)
+    times: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def summary(self) -> str:
         lines = [f"model       {self.model_dir}", f"metrics     {self.metrics_file}"]
@@ -142,8 +152,12 @@ def train(
     (``s3://`` or a path) and, with ``trainer.resume=auto``, restore the latest one
     first, so a retried run in an empty folder resumes where the last one stopped.
     """
+    import torch
+
     from gmpo_kfp.models import TINY, check_model_dir, resolve_model_path
 
+    if not torch.cuda.is_available():
+        reuse_freed_memory()  # a CPU step reuses the last step's memory
     engine = engine or get_engine(config.engine)
     if config.model.path != TINY:
         check_model_dir(config.model.path)  # before anything is written
@@ -164,7 +178,9 @@ def train(
     restored = mirror.restore() if mirror and auto else None
     resume = latest(layout, out / "checkpoints") if auto else None
 
+    clock = time.perf_counter()
     base = resolve_model_path(config.model.path, out)
+    model_build = time.perf_counter() - clock
     sft_info = None
     if config.sft.enabled:
         base, sft_info = _warm_start(config, base, out / "sft-model", mirror, resume, progress)
@@ -177,6 +193,15 @@ def train(
     with exporting(config, metrics_file), mirror or contextlib.nullcontext():
         run = engine.run(run_config, progress=progress)
     before, after = M.validation_before_after(run.metrics_file)
+    rl = M.time_totals(run.metrics_file)
+    times = {
+        "model_build": model_build,
+        "warmup": sft_info["seconds"] if sft_info else 0.0,
+        "rl": run.seconds,
+        "generation": rl[M.TIMING_GEN],
+        "validation": rl[M.TIMING_TESTING],
+    }
+    times["update"] = max(0.0, run.seconds - times["generation"] - times["validation"])
     return TrainResult(
         model_dir=run.model_dir,
         metrics_file=run.metrics_file,
@@ -188,6 +213,7 @@ def train(
         base_model=base,
         pass_at_1_before=before,
         pass_at_1_after=after,
+        times=times,
     )
 
 

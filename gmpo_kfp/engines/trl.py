@@ -189,10 +189,17 @@ class _ObjectiveLoss:
             record[f"actor/{name}"].append(float(value))
         return loss / self.current_gradient_accumulation_steps
 
+    def _generate_and_score_completions(self, inputs):
+        start = time.perf_counter()
+        try:
+            return super()._generate_and_score_completions(inputs)
+        finally:
+            self._gmpo_step_metrics[M.TIMING_GEN].append(time.perf_counter() - start)
+
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         for name, values in self._gmpo_step_metrics.items():
             if values:
-                reduce = M.RANGE_REDUCTIONS.get(name)
+                reduce = M.REDUCTIONS.get(name)
                 logs[name] = reduce(values) if reduce else sum(values) / len(values)
         self._gmpo_step_metrics.clear()
         super().log(logs, start_time)
@@ -282,6 +289,7 @@ class ValidationCallback(TrainerCallback):
     def run(self, model: Any) -> dict[str, float]:
         from gmpo_kfp.evaluate import pass_at_1
 
+        start = time.perf_counter()
         result = pass_at_1(
             model,
             self.tokenizer,
@@ -296,6 +304,7 @@ class ValidationCallback(TrainerCallback):
         n = result.samples_per_problem
         self.last = {M.val_metric(src, n): v for src, v in result.pass_at_1.items()}
         self.last[M.PASS_AT_1] = result.mean
+        self.last[M.TIMING_TESTING] = time.perf_counter() - start
         return self.last
 
     def on_train_begin(self, args, state, control, model=None, processing_class=None, **kw):
@@ -335,7 +344,7 @@ class MetricsCallback(TrainerCallback):
         for key, value in logs.items():
             if key in M.TRL_TO_VERL:
                 data[M.TRL_TO_VERL[key]] = value
-            elif key.startswith(("actor/", "critic/", "val-core/")):
+            elif key.startswith(("actor/", "critic/", "val-core/", "timing_s/")):
                 data[key] = value
         now = time.perf_counter()
         data[M.TIME_PER_STEP] = now - self._last_time

@@ -74,7 +74,7 @@ def test_a_short_run_writes_a_model_and_verl_shaped_metrics(tmp_path, data):
     assert (result.model_dir / "tokenizer.json").is_file()
     records = [json.loads(line) for line in result.metrics_file.read_text().splitlines()]
     assert [r["step"] for r in records] == [0, 1, 2, 3, 4]
-    assert set(records[0]["data"]) == {M.PASS_AT_1, M.val_metric("arithmetic")}
+    assert set(records[0]["data"]) == {M.PASS_AT_1, M.val_metric("arithmetic"), M.TIMING_TESTING}
     for record in records[1:]:
         data_keys = set(record["data"])
         for name in (
@@ -85,17 +85,21 @@ def test_a_short_run_writes_a_model_and_verl_shaped_metrics(tmp_path, data):
             M.ENTROPY,
             M.RESPONSE_LENGTH_MEAN,
             M.TIME_PER_STEP,
+            M.TIMING_GEN,
             M.TOKEN_RATIO_MIN,
             M.TOKEN_RATIO_MAX,
             M.SEQ_RATIO_MIN,
             M.SEQ_RATIO_MAX,
         ):
             assert name in data_keys, (name, record)
+        # one generation per rollout step, inside the step's time
+        assert 0 < record["data"][M.TIMING_GEN] < record["data"][M.TIME_PER_STEP]
         assert 0.0 <= record["data"][M.SCORE_MEAN] <= 1.0
         # one optimiser step per rollout batch: on-policy, every ratio is 1
         assert record["data"][M.TOKEN_RATIO_MIN] == pytest.approx(1.0, abs=1e-5)
     assert M.PASS_AT_1 in records[2]["data"] and M.PASS_AT_1 in records[4]["data"]
     assert M.PASS_AT_1 not in records[3]["data"]
+    assert M.TIMING_TESTING in records[2]["data"] and M.TIMING_TESTING not in records[3]["data"]
     assert result.steps == 4 and result.pass_at_1_after == records[4]["data"][M.PASS_AT_1]
 
 

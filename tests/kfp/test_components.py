@@ -12,8 +12,9 @@ from gmpo_kfp.components.train import train
 from kfp import dsl
 
 from gmpo_kfp.data.schema import read_rl_parquet
-from gmpo_kfp.kfp_runs import run_local
+from gmpo_kfp.kfp_runs import RUN_SUMMARY, run_local
 from gmpo_kfp.registry import resolve
+from gmpo_kfp.training import TIME_PARTS
 
 SHORT = [
     "sft.enabled=false",
@@ -133,3 +134,13 @@ def test_the_local_run_reads_like_a_report(tmp_path, capsys, monkeypatch):
     assert all(line.startswith(("gmpo:", "    ")) for line in console.splitlines()), console
     summary = result.summary()
     assert f"log         {result.log}" in summary and "stages      " in summary
+    # where the train stage's time went, in the summary and in run-summary.json
+    spent = result.train_seconds()
+    assert list(spent) == list(TIME_PARTS) and "train time  model_build " in summary
+    assert all(v >= 0 for v in spent.values()) and spent["warmup"] == 0  # sft.enabled=false
+    assert spent["generation"] > 0 and spent["validation"] > 0 and spent["update"] > 0
+    parts = spent["generation"] + spent["validation"] + spent["update"]
+    assert parts == pytest.approx(spent["rl"], rel=1e-6)
+    saved = json.loads((tmp_path / "out" / RUN_SUMMARY).read_text())
+    assert saved["stage_seconds"] == result.stage_seconds and saved["train_seconds"] == spent
+    assert saved["registered_version"] == 1 and saved["output"] == str(tmp_path / "out")

@@ -117,3 +117,25 @@ def test_objective_benchmark_measures_both_losses_against_the_copy_bound(tmp_pat
         assert r["bound_ms"] > 0 and r["gmpo_kfp_ms"] > 0 and r["verl_geo_mean_ms"] > 0
         assert r["gmpo_kfp_x_bound"] > 1  # no loss beats a copy of its bytes
     assert "ours / bound" in proc.stdout
+
+
+def test_local_run_breakdown_splits_the_train_stage_into_its_parts():
+    loader = importlib.machinery.SourceFileLoader("local_run", str(RUN_ALL.parent / "local_run.py"))
+    spec = importlib.util.spec_from_loader("local_run", loader)
+    local_run = importlib.util.module_from_spec(spec)
+    loader.exec_module(local_run)
+    run = {
+        "stage_seconds": {"prepare-data": 1.0, "train": 100.0, "evaluate": 7.0},
+        "train_seconds": {
+            "model_build": 1.0,
+            "warmup": 30.0,
+            "rl": 60.0,
+            "generation": 20.0,
+            "validation": 5.0,
+            "update": 35.0,
+        },
+    }
+    rows = dict(local_run.breakdown(run))
+    assert rows["train"] == 100.0 and rows["  warmup"] == 30.0 and rows["  update"] == 35.0
+    assert rows["  rest: start-up, imports, data, uploads"] == 9.0  # 100 - (1 + 30 + 60)
+    assert list(rows)[0] == "prepare-data" and list(rows)[-1] == "evaluate"
