@@ -5,7 +5,7 @@ KL estimators and entropy in :mod:`gmpo_kfp.advantages`; the verl registration i
 :mod:`gmpo_kfp.verl_plugin`.
 """
 
-__version__ = "0.1.0"
+from gmpo_kfp.version import __version__
 
 __all__ = ["__version__", "train"]
 

@@ -12,8 +12,8 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from gmpo_kfp import __version__
 from gmpo_kfp.errors import UsageError, UserError
+from gmpo_kfp.version import __version__
 
 EXIT_USAGE = 2
 

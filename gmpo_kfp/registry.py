@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gmpo_kfp import __version__
 from gmpo_kfp.errors import UserError
 from gmpo_kfp.storage import StorageError, Store, join, open_store, sha256_file
+from gmpo_kfp.version import __version__
 
 MANIFEST = "manifest.json"
 DEFAULT_ALIAS = "production"

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from gmpo_kfp import __version__
+from gmpo_kfp.version import __version__
 
 
 def cache_root() -> Path:

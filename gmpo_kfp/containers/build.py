@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gmpo_kfp import __version__, settings
+from gmpo_kfp import settings
 from gmpo_kfp.containers.engine import Docker, EngineError
 from gmpo_kfp.containers.pip_install import canonical, kept_requirements
 from gmpo_kfp.containers.specs import (
@@ -42,6 +42,7 @@ from gmpo_kfp.containers.specs import (
     ImageSpec,
 )
 from gmpo_kfp.errors import UserError
+from gmpo_kfp.version import __version__
 
 #: The locally made base: Debian bookworm (Python 3.11, as the published slim base) with
 #: what the images' build and final stages need (no network in the build to add any).

@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gmpo_kfp import __version__, settings
+from gmpo_kfp import settings
 from gmpo_kfp.errors import UsageError
+from gmpo_kfp.version import __version__
 
 #: The recipe, relative to the repository root (the build context).
 DOCKERFILE = Path("images") / "Dockerfile"
