@@ -53,7 +53,13 @@ def one_run(extra: list[str], pythonpath: str | None = None) -> dict:
         raise SystemExit(proc.returncode)
     saved = out / "run-summary.json"
     run = json.loads(saved.read_text()) if saved.is_file() else {}
-    return {"wall_s": round(wall, 1), "summary": summary(proc.stdout), "run": run}
+    # the console a user reads (stages, our progress lines) is stderr
+    return {
+        "wall_s": round(wall, 1),
+        "summary": summary(proc.stdout),
+        "run": run,
+        "console": proc.stderr,
+    }
 
 
 def import_seconds() -> dict[str, float]:
@@ -121,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         "summary": ours["summary"],
         "breakdown": breakdown(ours["run"]),
         "imports_s": imports,
+        "console": ours["console"],
         "machine": platform.machine(),
         "runs": {k: [r["wall_s"] for r in v] for k, v in runs.items()},
     }
