@@ -125,6 +125,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from gmpo_kfp.kfp_runs import run_local
+    from gmpo_kfp.presets import DEFAULT_PRESET
 
     if not args.local:
         print(
@@ -134,7 +135,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     result = run_local(
         args.output,
-        preset=args.preset or "tiny-cpu",
+        preset=args.preset or DEFAULT_PRESET,
         overrides=args.set or [],
         params=args.param or [],
         runner=args.runner,
@@ -146,11 +147,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_submit(args: argparse.Namespace) -> int:
     from gmpo_kfp.kfp_runs import submit
+    from gmpo_kfp.presets import DEFAULT_PRESET
 
     out = submit(
         args.host,
         experiment=args.experiment,
-        preset=args.preset or "tiny-cpu",
+        preset=args.preset or DEFAULT_PRESET,
         overrides=args.set or [],
         params=args.param or [],
         wait_s=args.wait,
@@ -162,12 +164,13 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
 
 def _cmd_schedule(args: argparse.Namespace) -> int:
+    from gmpo_kfp.presets import DEFAULT_PRESET
     from gmpo_kfp.schedule import schedule
 
     out = schedule(
         args.host,
         args.cron,
-        preset=args.preset or "tiny-cpu",
+        preset=args.preset or DEFAULT_PRESET,
         overrides=args.set or [],
         params=args.param or [],
         experiment=args.experiment,

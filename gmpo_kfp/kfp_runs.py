@@ -28,6 +28,7 @@ from urllib.parse import urlparse
 from gmpo_kfp import settings
 from gmpo_kfp.config import ConfigError, parse_override
 from gmpo_kfp.errors import UserError
+from gmpo_kfp.presets import DEFAULT_PRESET
 
 CONNECT_TIMEOUT_S = 10
 
@@ -213,7 +214,7 @@ def docker_runner(out: Path, args: dict[str, Any]) -> Any:
 def run_local(
     output: str | os.PathLike,
     *,
-    preset: str = "tiny-cpu",
+    preset: str = DEFAULT_PRESET,
     overrides: Sequence[str] = (),
     params: Sequence[str] = (),
     runner: str = "subprocess",
@@ -367,7 +368,7 @@ def submit(
     host: str,
     *,
     experiment: str = "gmpo",
-    preset: str = "tiny-cpu",
+    preset: str = DEFAULT_PRESET,
     overrides: Sequence[str] = (),
     params: Sequence[str] = (),
     run_name: str | None = None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from gmpo_kfp.config import ConfigError
+from gmpo_kfp.presets import DEFAULT_PRESET
 
 MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 DAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
@@ -86,7 +87,7 @@ def schedule(
     host: str,
     cron: str,
     *,
-    preset: str = "tiny-cpu",
+    preset: str = DEFAULT_PRESET,
     overrides: tuple[str, ...] | list[str] = (),
     params: tuple[str, ...] | list[str] = (),
     experiment: str = "gmpo",

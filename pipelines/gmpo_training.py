@@ -15,6 +15,7 @@ from gmpo_kfp.components.train import train
 from kfp import dsl, kubernetes
 
 from gmpo_kfp import settings
+from gmpo_kfp.presets import DEFAULT_PRESET
 
 PIPELINE_NAME = "gmpo-training"
 
@@ -46,7 +47,7 @@ def build_pipeline(images: Mapping[str, str] = settings.IMAGES):
         name=PIPELINE_NAME, description="GMPO training: prepare, train, evaluate, register"
     )
     def gmpo_training(
-        preset: str = "tiny-cpu",
+        preset: str = DEFAULT_PRESET,
         overrides: list = [],  # noqa: B006 - KFP takes defaults as literals
         source: str = "arithmetic",
         source_uri: str = "",

@@ -145,3 +145,20 @@ def test_compile_writes_the_ir(tmp_path):
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "p.yaml").read_text().startswith("# PIPELINE DEFINITION")
     assert not list(tmp_path.glob(".p.yaml*"))
+
+
+def test_the_help_names_the_default_preset_that_the_commands_use():
+    """The help text holds a copy of DEFAULT_PRESET (importing presets would make
+    `gmpo --version` need PyYAML); this keeps the copy true."""
+    from gmpo_kfp.cli import build_parser
+    from gmpo_kfp.presets import DEFAULT_PRESET, preset_names
+
+    parser = build_parser()
+    actions = [a for a in parser._actions if a.dest == "preset"]
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    for command in sub.choices.values():
+        actions += [a for a in command._actions if a.dest == "preset" and "default" in a.help]
+    assert actions
+    for action in actions:
+        assert f"default {DEFAULT_PRESET}" in action.help, action.help
+    assert DEFAULT_PRESET in preset_names()
