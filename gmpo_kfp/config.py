@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import yaml
 
 from gmpo_kfp.errors import UserError
+from gmpo_kfp.settings import PIPELINE_NAME
 
 __all__ = [
     "ConfigError",
@@ -207,7 +208,7 @@ class MonitoringConfig(_Section):
         "", "Pushgateway URL to push to ('': $GMPO_PUSHGATEWAY if set, else no push)"
     )
     push_every: int = _f(10, "push every N steps (and once at the end)", gt=0)
-    pipeline: str = _f("gmpo-training", "the pipeline label of pushed metrics (a grouping key)")
+    pipeline: str = _f(PIPELINE_NAME, "the pipeline label of pushed metrics (a grouping key)")
     model: str = _f(
         "",
         "the model label of the series ('': the config's name); the pipeline sets its "

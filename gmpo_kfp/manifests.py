@@ -471,7 +471,7 @@ def dashboard() -> dict[str, Any]:
     ]
     return {
         "title": "GMPO training",
-        "uid": "gmpo-training",
+        "uid": settings.PIPELINE_NAME,
         "tags": ["gmpo-kfp"],
         "schemaVersion": 39,
         "time": {"from": "now-24h", "to": "now"},
@@ -540,8 +540,8 @@ def prometheus_rule() -> dict[str, Any]:
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
-        "metadata": _meta("gmpo-training"),
-        "spec": {"groups": [{"name": "gmpo-training", "rules": rules}]},
+        "metadata": _meta(settings.PIPELINE_NAME),
+        "spec": {"groups": [{"name": settings.PIPELINE_NAME, "rules": rules}]},
     }
 
 

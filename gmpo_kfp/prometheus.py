@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from gmpo_kfp import metrics as M
+from gmpo_kfp import settings
 
 JOB = "gmpo"
 PUSHGATEWAY_ENV = "GMPO_PUSHGATEWAY"
@@ -246,7 +247,7 @@ def push_results(
     *,
     stage: str,
     model: str,
-    pipeline: str = "gmpo-training",
+    pipeline: str = settings.PIPELINE_NAME,
     gateway: str = "",
     pass_at_1: Mapping[str, float] | None = None,
     version: int | None = None,

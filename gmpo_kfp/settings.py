@@ -21,6 +21,10 @@ def cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gmpo-kfp"
 
 
+#: The pipeline's name: in KFP, the pipeline label of pushed metrics, the dashboard's uid
+#: and the alert rules' group.
+PIPELINE_NAME = "gmpo-training"
+
 #: Container registry and repository of our images (override when mirroring).
 IMAGE_REGISTRY = "ghcr.io/gmpo-kfp"
 IMAGE_TAG = __version__

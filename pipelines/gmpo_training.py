@@ -17,8 +17,6 @@ from kfp import dsl, kubernetes
 from gmpo_kfp import settings
 from gmpo_kfp.presets import DEFAULT_PRESET
 
-PIPELINE_NAME = "gmpo-training"
-
 
 def _s3_secret(task: dsl.PipelineTask) -> None:
     kubernetes.use_secret_as_env(task, settings.S3_SECRET, settings.S3_SECRET_ENV, optional=True)
@@ -44,7 +42,7 @@ def build_pipeline(images: Mapping[str, str] = settings.IMAGES):
     the pipeline in containers on a CPU, or a mirror's references)."""
 
     @dsl.pipeline(
-        name=PIPELINE_NAME, description="GMPO training: prepare, train, evaluate, register"
+        name=settings.PIPELINE_NAME, description="GMPO training: prepare, train, evaluate, register"
     )
     def gmpo_training(
         preset: str = DEFAULT_PRESET,

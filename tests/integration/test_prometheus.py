@@ -7,6 +7,7 @@ import json
 import pytest
 
 from gmpo_kfp import metrics as M
+from gmpo_kfp import settings
 from gmpo_kfp.prometheus import Exporter, MetricsFollower, push_results
 from tests.integration.test_trl_engine import data, tiny_config  # noqa: F401
 from tests.pushgateway import pushgateway, samples, scrape
@@ -34,7 +35,7 @@ def gateway():
 
 def exporter(**kw):
     args = {
-        "pipeline": "gmpo-training",
+        "pipeline": settings.PIPELINE_NAME,
         "model": "tiny",
         "stage": "train",
         "info": {"run_id": "r1"},
@@ -77,7 +78,7 @@ def test_a_push_is_grouped_by_stable_keys_and_a_new_run_replaces_the_old(gateway
     assert rewards[0].value == 0.9
     assert {k: rewards[0].labels[k] for k in ("job", "pipeline", "model", "stage")} == {
         "job": "gmpo",
-        "pipeline": "gmpo-training",
+        "pipeline": settings.PIPELINE_NAME,
         "model": "tiny",
         "stage": "train",
     }
