@@ -33,9 +33,10 @@ from typing import Any
 
 from gmpo_kfp import metrics as M
 from gmpo_kfp.config import ConfigError, TrainConfig, with_values
+from gmpo_kfp.names import LOSS_NAMES
 from gmpo_kfp.storage import write_atomic
 
-KNOWN_LOSSES = ("gmpo", "grpo", "gspo")
+KNOWN_LOSSES = LOSS_NAMES
 ON_POLICY, OFF_POLICY = "on-policy", "off-policy"
 
 #: plot file stem -> (title, metric names: one panel, a line per loss and name)

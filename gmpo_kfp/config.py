@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import yaml
 
 from gmpo_kfp.errors import UserError
+from gmpo_kfp.names import LOSS_AGG_MODES, LOSS_NAMES
 from gmpo_kfp.settings import PIPELINE_NAME
 
 __all__ = [
@@ -111,7 +112,7 @@ class DataConfig(_Section):
 @dataclass
 class AlgorithmConfig(_Section):
     _prefix: ClassVar[str] = "algorithm."
-    loss: str = _f("gmpo", "policy loss", choices=("gmpo", "grpo", "gspo"))
+    loss: str = _f("gmpo", "policy loss", choices=LOSS_NAMES)
     clip_ratio_low: float = _f(0.4, "lower clip bound (log space for gmpo, ratio space else)", gt=0)
     clip_ratio_high: float = _f(
         0.4, "upper clip bound (log space for gmpo, ratio space else)", gt=0
@@ -129,13 +130,7 @@ class AlgorithmConfig(_Section):
     loss_agg_mode: str = _f(
         "token-mean",
         "aggregation of per-token losses for grpo/gspo (gmpo aggregates per sequence)",
-        choices=(
-            "token-mean",
-            "token-sum",
-            "seq-mean-token-mean",
-            "seq-mean-token-sum",
-            "seq-mean-token-sum-norm",
-        ),
+        choices=LOSS_AGG_MODES,
     )
 
 

@@ -30,6 +30,8 @@ from typing import NamedTuple, Protocol
 import torch
 from torch import Tensor
 
+from gmpo_kfp.names import LOSS_AGG_MODES
+
 __all__ = [
     "LOG_RATIO_SAFETY_BOUND",
     "LOSS_AGG_MODES",
@@ -59,15 +61,6 @@ METRIC_NAMES = (
 #: nothing unless a ratio exceeds e^20 (about 4.9e8), and keeps GMPO's unclipped
 #: side (A < 0 has no upper cap) from overflowing. verl's PPO loss uses the same bound.
 LOG_RATIO_SAFETY_BOUND = 20.0
-
-#: Aggregation modes of :func:`aggregate_loss` (verl's ``loss_agg_mode`` values).
-LOSS_AGG_MODES = (
-    "token-mean",
-    "token-sum",
-    "seq-mean-token-mean",
-    "seq-mean-token-sum",
-    "seq-mean-token-sum-norm",
-)
 
 
 class PolicyLoss(Protocol):

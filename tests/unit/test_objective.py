@@ -428,3 +428,11 @@ def test_closed_form_gradient_equals_autograd_of_the_formula(seed, low, high, sp
         torch.testing.assert_close(
             metrics[name], ref_metrics[name].to(metrics[name].dtype), msg=name
         )
+
+
+def test_the_registry_holds_exactly_the_losses_the_config_offers():
+    from gmpo_kfp.config import AlgorithmConfig
+    from gmpo_kfp.names import LOSS_NAMES
+
+    assert set(LOSS_NAMES) <= set(policy_loss_names())  # tests may register more
+    assert AlgorithmConfig.__dataclass_fields__["loss"].metadata["choices"] == LOSS_NAMES
