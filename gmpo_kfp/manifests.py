@@ -201,7 +201,7 @@ def cron_workflow(
         "kfp_host": deployment.kfp_host,
         "preset": preset,
         "source": "gsm8k",
-        "data_prefix": "s3://gmpo/data/gsm8k/",
+        "data_prefix": settings.SCHEDULED_DATA_PREFIX,
     }
     command = [
         "gmpo",

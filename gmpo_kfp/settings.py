@@ -78,8 +78,19 @@ RAY_HEAD_PORT_DASHBOARD = 8265
 SERVICE_ACCOUNT = "gmpo-pipeline-runner"  # pipeline pods and the RayJob's pods run as it
 NON_ROOT_UID = 1000  # every image's user
 
-#: KFP: where the launcher keeps pipeline artifacts, and the API inside the cluster
-PIPELINE_ROOT = "s3://gmpo/pipeline-root"
+#: The project's bucket, and what the pipeline keeps there by default: KFP's artifacts
+#: (the launcher's pipeline root), the runs (checkpoints, models), the registry and the
+#: scheduled retraining's source data
+BUCKET = "s3://gmpo"
+PIPELINE_ROOT = f"{BUCKET}/pipeline-root"
+OUTPUT_ROOT = f"{BUCKET}/runs"
+REGISTRY_URI = f"{BUCKET}/registry"
+SCHEDULED_DATA_PREFIX = f"{BUCKET}/data/gsm8k/"
+#: verl imports the module this variable names in the driver and every Ray worker:
+#: our loss plugin (on a CPU, the CPU hooks, which import it too)
+VERL_MODULES_ENV = "VERL_USE_EXTERNAL_MODULES"
+VERL_PLUGIN_MODULE = "gmpo_kfp.verl_plugin"
+#: KFP: the API inside the cluster
 KFP_NAMESPACE = "kubeflow"  # KFP's own; standalone KFP runs every pipeline pod here
 KFP_IN_CLUSTER_HOST = "http://ml-pipeline.kubeflow:8888"  # standalone: no authentication
 KFP_MULTI_USER_HOST = "http://ml-pipeline-ui.kubeflow"  # multi-user: a token per request

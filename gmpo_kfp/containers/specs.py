@@ -114,7 +114,7 @@ SPECS: dict[tuple[str, str], ImageSpec] = {
             extras=("verl", "registry"),
             title="gmpo-kfp trainer",
             description="GMPO training on verl (FSDP, vLLM rollouts) and TRL",
-            imports=("gmpo_kfp", "verl", "gmpo_kfp.verl_plugin"),
+            imports=("gmpo_kfp", "verl", settings.VERL_PLUGIN_MODULE),
         ),
         ImageSpec(
             "trainer",
@@ -125,7 +125,7 @@ SPECS: dict[tuple[str, str], ImageSpec] = {
             extras=("verl", "registry"),
             title="gmpo-kfp trainer (CPU)",
             description="GMPO training on TRL and on verl with our CPU support",
-            imports=("gmpo_kfp", "verl", "gmpo_kfp.verl_plugin", "gmpo_kfp.verl_cpu.hooks"),
+            imports=("gmpo_kfp", "verl", settings.VERL_PLUGIN_MODULE, "gmpo_kfp.verl_cpu.hooks"),
         ),
         ImageSpec(
             "eval",

@@ -155,7 +155,7 @@ def build_rayjob(
         )
     image = image or settings.IMAGES["trainer"]
     res = resources or {k: str(v) for k, v in settings.TRAIN_RESOURCES.items() if k != "gpus"}
-    env = {"VERL_USE_EXTERNAL_MODULES": "gmpo_kfp.verl_plugin", **(env or {})}
+    env = {settings.VERL_MODULES_ENV: settings.VERL_PLUGIN_MODULE, **(env or {})}
     common = {"image": image, "gpus": r.gpus_per_node, "resources": res, "env": env, "name": name}
     workers = r.nnodes - 1
     return {

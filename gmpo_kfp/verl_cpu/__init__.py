@@ -25,6 +25,8 @@ these names); :mod:`.hooks` installs them.
 
 from __future__ import annotations
 
+from gmpo_kfp import settings
+
 #: The module verl imports in every process (``VERL_USE_EXTERNAL_MODULES``).
 HOOK_MODULE = "gmpo_kfp.verl_cpu.hooks"
 #: ``VERL_PLATFORM`` value of the CPU platform.
@@ -36,7 +38,7 @@ ROLLOUT_NAME = "transformers"
 def environment() -> dict[str, str]:
     """The environment a verl run on a CPU needs, in the driver and every Ray worker."""
     return {
-        "VERL_USE_EXTERNAL_MODULES": HOOK_MODULE,
+        settings.VERL_MODULES_ENV: HOOK_MODULE,
         "VERL_PLATFORM": PLATFORM_NAME,
         # verl's switch for the engine registry: the FSDP engine is registered for cuda
         "VERL_ENGINE_DEVICE": "cuda",

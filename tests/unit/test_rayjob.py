@@ -93,7 +93,7 @@ def test_every_ray_pod_has_gpus_shm_secret_env_plugin_and_shared_volume():
         mounts = {m["mountPath"] for m in container["volumeMounts"]}
         assert {"/dev/shm", settings.SHARED_MOUNT} <= mounts
         env = {e["name"]: e for e in container["env"]}
-        assert env["VERL_USE_EXTERNAL_MODULES"]["value"] == "gmpo_kfp.verl_plugin"
+        assert env["VERL_USE_EXTERNAL_MODULES"]["value"] == settings.VERL_PLUGIN_MODULE
         assert env["VERL_FILE_LOGGER_PATH"]["value"] == "/mnt/gmpo/r1/metrics.jsonl"
         for var, key in settings.S3_SECRET_ENV.items():
             ref = env[var]["valueFrom"]["secretKeyRef"]
