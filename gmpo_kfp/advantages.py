@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gmpo_kfp.names import KL_ESTIMATORS
+
 __all__ = [
     "KL_ESTIMATORS",
     "entropy_from_logits",
@@ -97,18 +99,6 @@ def outcome_advantages(
     scores = token_level_rewards.sum(-1)
     adv = group_advantages(scores, group_ids, scale_by_std=scale_by_std, eps=eps)
     return adv.unsqueeze(-1) * response_mask.to(adv.dtype)
-
-
-#: Estimator names accepted by :func:`kl_estimate` (verl's spellings are aliases).
-KL_ESTIMATORS = {
-    "k1": "k1",
-    "kl": "k1",
-    "k2": "k2",
-    "mse": "k2",
-    "k3": "k3",
-    "low_var_kl": "k3",
-    "abs": "abs",
-}
 
 
 def kl_estimate(log_prob: Tensor, ref_log_prob: Tensor, estimator: str = "k3") -> Tensor:

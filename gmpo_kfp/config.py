@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import yaml
 
 from gmpo_kfp.errors import UserError
-from gmpo_kfp.names import LOSS_AGG_MODES, LOSS_NAMES
+from gmpo_kfp.names import KL_ESTIMATORS, LOSS_AGG_MODES, LOSS_NAMES
 from gmpo_kfp.settings import PIPELINE_NAME
 
 __all__ = [
@@ -123,7 +123,7 @@ class AlgorithmConfig(_Section):
     use_kl_loss: bool = _f(False, "add a KL-to-reference loss (needs a reference model)")
     kl_beta: float = _f(0.001, "weight of the KL loss when use_kl_loss is on", min=0)
     kl_estimator: str = _f(
-        "low_var_kl", "KL estimator for the KL loss", choices=("k1", "k2", "k3", "low_var_kl")
+        "low_var_kl", "KL estimator for the KL loss", choices=tuple(KL_ESTIMATORS)
     )
     entropy_coeff: float = _f(0.0, "entropy bonus weight", min=0)
     ppo_epochs: int = _f(1, "optimisation passes over each rollout batch", gt=0)
