@@ -98,11 +98,7 @@ def _percentile(values: Sequence[float], q: float) -> float | None:
 
 
 def _column(records: Sequence[dict], name: str) -> list[float]:
-    return [
-        float(r["data"][name])
-        for r in records
-        if isinstance(r["data"].get(name), (int, float)) and not isinstance(r["data"][name], bool)
-    ]
+    return M.series(records, name)[1]
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -327,22 +323,14 @@ OVERVIEW = ("reward", "token_ratio_max", "token_ratio_min", "entropy", "clipfrac
 def plot_study(output_dir: str | Path, runs: Sequence[RunStats]) -> list[Path]:
     """Per regime: ``<regime>_overview.png`` (the main panels side by side) and one PNG
     per entry of :data:`PLOTS`; a line per loss (mean over seeds) with a min-max band."""
-    import io
+    from gmpo_kfp.report import png, pyplot
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     out = Path(output_dir)
     written = []
 
     def save(fig: Any, name: str) -> None:
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=80)
-        plt.close(fig)
-        written.append(write_atomic(out / "plots" / name, buf.getvalue()))
+        written.append(write_atomic(out / "plots" / name, png(fig, dpi=80)))
 
     for regime in dict.fromkeys(r.regime for r in runs):
         fig, axes = plt.subplots(1, len(OVERVIEW), figsize=(3.6 * len(OVERVIEW), 3.0))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -189,11 +189,27 @@ def read_metrics(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
                 yield record
 
 
+def number(value: Any) -> float | None:
+    """A record's value as a float where it is a number (a bool or a text is not)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def series(records: Iterable[Mapping[str, Any]], name: str) -> tuple[list[int], list[float]]:
+    """The steps where ``name`` has a number, and those numbers, from metrics records."""
+    steps, values = [], []
+    for record in records:
+        value = number(record["data"].get(name))
+        if value is not None:
+            steps.append(record["step"])
+            values.append(value)
+    return steps, values
+
+
 def val_mean(data: Mapping[str, Any]) -> float | None:
     """A record's validation accuracy: the unweighted mean of its ``val-core/`` metrics."""
-    values = [
-        v for k, v in data.items() if k.startswith("val-core/") and isinstance(v, (int, float))
-    ]
+    values = [v for k, v in data.items() if k.startswith("val-core/") and number(v) is not None]
     return sum(values) / len(values) if values else None
 
 
@@ -222,8 +238,8 @@ def time_totals(path: str | os.PathLike) -> dict[str, float]:
     if Path(path).exists():
         for record in read_metrics(path):
             for name in totals:
-                value = record["data"].get(name)
-                if isinstance(value, (int, float)):
+                value = number(record["data"].get(name))
+                if value is not None:
                     totals[name] += value
     return totals
 

@@ -10,6 +10,7 @@ import base64
 import io
 import os
 from collections.abc import Sequence
+from typing import Any
 
 from gmpo_kfp import metrics as M
 from gmpo_kfp.data.schema import DataError
@@ -24,24 +25,34 @@ PANELS: dict[str, tuple[str, ...]] = {
 
 
 def series(path: str | os.PathLike, name: str) -> tuple[list[int], list[float]]:
-    steps, values = [], []
-    for record in M.read_metrics(path):
-        value = record["data"].get(name)
-        if isinstance(value, (int, float)):
-            steps.append(record["step"])
-            values.append(float(value))
-    return steps, values
+    """The steps where a metrics file has a number for ``name``, and those numbers."""
+    return M.series(M.read_metrics(path), name)
+
+
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def png(fig: Any, *, dpi: int = 90) -> bytes:
+    """``fig`` laid out and drawn as PNG bytes; the figure is closed."""
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    pyplot().close(fig)
+    return buf.getvalue()
 
 
 def plot_runs(
     runs: dict[str, str | os.PathLike], panels: dict[str, Sequence[str]] | None = None
 ) -> bytes:
     """One PNG: a panel per entry of ``panels``, a line per run (and metric)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     panels = dict(panels or PANELS)
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
     for ax, (title, names) in zip(axes[0], panels.items(), strict=True):
@@ -56,11 +67,7 @@ def plot_runs(
         ax.grid(alpha=0.3)
         if ax.lines and (len(runs) > 1 or len(names) > 1):
             ax.legend(fontsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    return buf.getvalue()
+    return png(fig)
 
 
 def training_markdown(metrics_file: str | os.PathLike, *, title: str = "Training curves") -> str:
