@@ -13,7 +13,7 @@ import pytest
 
 from gmpo_kfp.kfp_runs import SMOKE_OVERRIDES, run_local
 from gmpo_kfp.registry import resolve
-from tests.s3server import moto_server, s3_env
+from tests.support.s3server import moto_server, s3_env
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,7 @@ import pytest
 
 from gmpo_kfp import storage
 from gmpo_kfp.storage import ChecksumMismatch, S3Store, partial_path, s3_client
-from tests.s3server import moto_server, s3_env
+from tests.support.s3server import moto_server, s3_env
 
 BIG = 20 * 1024 * 1024  # three parts of 8 MiB
 PART = 8 * 1024 * 1024

@@ -8,7 +8,7 @@ import pytest
 
 from gmpo_kfp import stages
 from gmpo_kfp.registry import RegistryError, register_in_model_registry
-from tests.model_registry_server import model_registry_server
+from tests.support.model_registry_server import model_registry_server
 
 
 def test_register_stage_records_the_version_in_the_model_registry(tmp_path):

@@ -18,7 +18,7 @@ from pathlib import Path
 from gmpo_kfp import stages
 from gmpo_kfp.storage import open_store, s3_client
 from tests.integration.test_stages_s3 import SHORT
-from tests.s3server import free_port, moto_server, s3_env
+from tests.support.s3server import free_port, moto_server, s3_env
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCESS_KEY = "AKIAGMPOKFPTESTKEY42"

@@ -22,7 +22,7 @@ from gmpo_kfp import metrics as M
 from gmpo_kfp import stages
 from gmpo_kfp.storage import open_store, s3_client
 from tests.integration.test_stages_s3 import SHORT
-from tests.s3server import moto_server, s3_env
+from tests.support.s3server import moto_server, s3_env
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS, SAVE_EVERY, KILL_AFTER = 40, 4, 12
@@ -121,7 +121,7 @@ def preempt(kwargs: dict, store, kill_after: int, tmp_path: Path, wait_s: float 
     log = tmp_path / "worker.log"  # verl says a lot: a pipe nobody reads would block it
     with log.open("w") as sink:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "tests.preempt_worker", json.dumps(kwargs)],
+            [sys.executable, "-m", "tests.support.preempt_worker", json.dumps(kwargs)],
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
             stdout=sink,

@@ -10,8 +10,8 @@ from gmpo_kfp import metrics as M
 from gmpo_kfp import settings
 from gmpo_kfp.prometheus import Exporter, MetricsFollower, push_results
 from tests.integration.test_trl_engine import data, tiny_config  # noqa: F401
-from tests.pushgateway import pushgateway, samples, scrape
-from tests.s3server import free_port
+from tests.support.pushgateway import pushgateway, samples, scrape
+from tests.support.s3server import free_port
 
 RECORD = {
     "step": 7,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from gmpo_kfp.engines import rayjob
-from tests.kube_api_server import FAILURE, FOREVER, FakeKubeAPI, api_client, serve_kube_api
+from tests.support.kube_api_server import FAILURE, FOREVER, FakeKubeAPI, api_client, serve_kube_api
 from tests.unit.test_rayjob import build, two_nodes
 
 NS = "kubeflow-user"
@@ -78,7 +78,7 @@ def test_sigterm_deletes_the_job(tmp_path):
     root = Path(__file__).resolve().parents[2]
     with serve_kube_api(api) as url:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.rayjob_worker", url],
+            [sys.executable, "-m", "tests.support.rayjob_worker", url],
             cwd=root,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -10,7 +10,7 @@ import pytest
 
 from gmpo_kfp import registry
 from gmpo_kfp.storage import ChecksumMismatch, open_store, s3_client
-from tests.s3server import moto_server, s3_env
+from tests.support.s3server import moto_server, s3_env
 
 
 @pytest.fixture(scope="module")

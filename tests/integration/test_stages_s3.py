@@ -10,7 +10,7 @@ import pytest
 from gmpo_kfp import stages
 from gmpo_kfp.data.schema import DataError, read_rl_parquet
 from gmpo_kfp.storage import StorageError, open_store, s3_client
-from tests.s3server import moto_server, s3_env
+from tests.support.s3server import moto_server, s3_env
 
 SHORT = [
     "sft.enabled=false",

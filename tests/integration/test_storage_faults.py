@@ -30,7 +30,7 @@ from gmpo_kfp.storage import (
     s3_client,
     sha256_file,
 )
-from tests.s3server import free_port, moto_server, s3_env
+from tests.support.s3server import free_port, moto_server, s3_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,7 +55,7 @@ def big_file(tmp_path_factory):
 
 
 class Proxy:
-    """tests/faulty_proxy.py as a child process on a fixed port."""
+    """tests/support/faulty_proxy.py as a child process on a fixed port."""
 
     def __init__(self, target: int):
         self.port, self.target, self.proc = free_port(), target, None
@@ -63,7 +63,14 @@ class Proxy:
     def start(self, **budget: int) -> str:
         args = [f"--{k.replace('_', '-')}={v}" for k, v in budget.items()]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.faulty_proxy", str(self.port), str(self.target), *args],
+            [
+                sys.executable,
+                "-m",
+                "tests.support.faulty_proxy",
+                str(self.port),
+                str(self.target),
+                *args,
+            ],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             text=True,

@@ -22,7 +22,7 @@ from gmpo_kfp.advantages import (
     outcome_advantages,
 )
 from gmpo_kfp.objective import LOSS_AGG_MODES, gmpo_loss, grpo_loss, gspo_loss
-from tests.batches import random_batch
+from tests.support.batches import random_batch
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 SEEDS = range(6)

@@ -13,7 +13,7 @@ from verl.workers.config import ActorConfig
 
 from gmpo_kfp import verl_plugin
 from gmpo_kfp.objective import METRIC_NAMES, gmpo_loss
-from tests.batches import random_batch
+from tests.support.batches import random_batch
 
 CHECK = (
     "import verl; from verl.trainer.ppo.core_algos import POLICY_LOSS_REGISTRY as R; "

@@ -19,7 +19,7 @@ from gmpo_kfp import manifests
 from gmpo_kfp import metrics as M
 from gmpo_kfp.kfp_runs import run_local
 from tests.kfp.test_components import SHORT
-from tests.pushgateway import pushgateway, scrape
+from tests.support.pushgateway import pushgateway, scrape
 
 SELECTOR = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)\{model=~"\$model"\}$')
 VARIABLE = re.compile(r"^label_values\(([a-zA-Z_:][a-zA-Z0-9_:]*), model\)$")

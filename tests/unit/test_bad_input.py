@@ -15,7 +15,7 @@ import pytest
 
 from gmpo_kfp.data.arithmetic import arithmetic_rows
 from gmpo_kfp.data.schema import write_rl_parquet
-from tests.s3server import free_port, moto_server
+from tests.support.s3server import free_port, moto_server
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,7 +17,7 @@ from hera.workflows.models import CronWorkflow
 from gmpo_kfp import manifests, settings
 from gmpo_kfp import metrics as M
 from gmpo_kfp.engines import rayjob
-from tests.kube_api_server import FAILURE, FakeKubeAPI, api_client, serve_kube_api
+from tests.support.kube_api_server import FAILURE, FakeKubeAPI, api_client, serve_kube_api
 from tests.unit.test_rayjob import build
 
 ROOT = Path(__file__).resolve().parents[2]

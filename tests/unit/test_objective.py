@@ -20,7 +20,7 @@ from gmpo_kfp.objective import (
     policy_loss_names,
     register_policy_loss,
 )
-from tests.batches import random_batch
+from tests.support.batches import random_batch
 
 
 def one_sequence(ratios, advantage):

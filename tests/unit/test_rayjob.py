@@ -14,7 +14,7 @@ from gmpo_kfp.config import ConfigError, apply_overrides
 from gmpo_kfp.engines import rayjob
 from gmpo_kfp.engines.verl import verl_command
 from gmpo_kfp.presets import load_preset
-from tests.kuberay_schema import RAYJOB
+from tests.support.kuberay_schema import RAYJOB
 
 K8S_VERSION = "1.33"
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from gmpo_kfp import reward
-from tests.slow_worker import scripted_worker
+from tests.support.slow_worker import scripted_worker
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,21 @@ class ServerURL(str):
     pid: int
 
 
+def wait_until_up(url: str, proc: subprocess.Popen, what: str, timeout_s: float = 30) -> None:
+    """Poll ``url`` until it answers 200; ``RuntimeError`` once ``proc`` exits or time is up."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start")
+        time.sleep(0.1)
+
+
 @contextlib.contextmanager
 def moto_server(port: int | None = None, env: dict[str, str] | None = None) -> Iterator[str]:
     """Start moto_server on 127.0.0.1, yield its URL, stop it on exit.
@@ -43,15 +58,7 @@ def moto_server(port: int | None = None, env: dict[str, str] | None = None) -> I
     url = ServerURL(f"http://127.0.0.1:{port}")
     url.pid = proc.pid
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(url + "/moto-api/", timeout=1)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("moto_server did not start") from None
-                time.sleep(0.1)
+        wait_until_up(url + "/moto-api/", proc, "moto_server")
         yield url
     finally:
         if proc.poll() is None:

@@ -3,7 +3,7 @@
 import sys
 
 from gmpo_kfp.engines.rayjob import RayJobRunner
-from tests.kube_api_server import api_client
+from tests.support.kube_api_server import api_client
 from tests.unit.test_rayjob import build
 
 if __name__ == "__main__":

@@ -11,13 +11,12 @@ import contextlib
 import shutil
 import subprocess
 import tempfile
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 from gmpo_kfp.settings import cache_root
-from tests.s3server import free_port
+from tests.support.s3server import free_port, wait_until_up
 
 CACHE = cache_root() / "pushgateway"
 PACKAGE = "prometheus-pushgateway"
@@ -49,16 +48,7 @@ def pushgateway() -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the Pushgateway did not start") from None
-                time.sleep(0.1)
+        wait_until_up(f"{url}/-/ready", proc, "the Pushgateway")
         yield url
     finally:
         proc.terminate()

@@ -1,6 +1,6 @@
 """A train step in its own process (the test SIGKILLs it mid-run, as a preemption does).
 
-python -m tests.preempt_worker JSON_KWARGS
+python -m tests.support.preempt_worker JSON_KWARGS
 """
 
 import json

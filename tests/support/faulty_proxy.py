@@ -1,6 +1,7 @@
 """A TCP proxy on 127.0.0.1 that dies abruptly after forwarding a byte budget.
 
-    python -m tests.faulty_proxy LISTEN_PORT TARGET_PORT [--die-after-up N] [--die-after-down N]
+    python -m tests.support.faulty_proxy LISTEN_PORT TARGET_PORT \
+        [--die-after-up N] [--die-after-down N]
 
 It forwards every connection to 127.0.0.1:TARGET_PORT and, once N bytes have gone
 client->server (up) or server->client (down) in all, ends its own process with
