@@ -232,9 +232,9 @@ def validation_before_after(path: str | os.PathLike) -> tuple[float | None, floa
 
 
 def time_totals(path: str | os.PathLike) -> dict[str, float]:
-    """Seconds summed over a metrics file's records: the steps (:data:`TIME_PER_STEP`),
-    generation (:data:`TIMING_GEN`) and validation (:data:`TIMING_TESTING`); 0 where absent."""
-    totals = dict.fromkeys((TIME_PER_STEP, TIMING_GEN, TIMING_TESTING), 0.0)
+    """Seconds summed over a metrics file's records: generation (:data:`TIMING_GEN`) and
+    validation (:data:`TIMING_TESTING`); 0 where absent."""
+    totals = dict.fromkeys((TIMING_GEN, TIMING_TESTING), 0.0)
     if Path(path).exists():
         for record in read_metrics(path):
             for name in totals:

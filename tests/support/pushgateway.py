@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from gmpo_kfp.settings import cache_root
-from tests.support.s3server import free_port, wait_until_up
+from tests.support.http import wait_until_up
+from tests.support.s3server import free_port
 
 CACHE = cache_root() / "pushgateway"
 PACKAGE = "prometheus-pushgateway"

@@ -8,9 +8,9 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
+
+from tests.support.http import wait_until_up
 
 
 def free_port() -> int:
@@ -23,21 +23,6 @@ class ServerURL(str):
     """The server's URL, carrying the server process's pid (for tests that kill it)."""
 
     pid: int
-
-
-def wait_until_up(url: str, proc: subprocess.Popen, what: str, timeout_s: float = 30) -> None:
-    """Poll ``url`` until it answers 200; ``RuntimeError`` once ``proc`` exits or time is up."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not start")
-        time.sleep(0.1)
 
 
 @contextlib.contextmanager
