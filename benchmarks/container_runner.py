@@ -22,8 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from gmpo_kfp.kfp_runs import SMOKE_OVERRIDES, run_local
 from gmpo_kfp.settings import cache_root
+from gmpo_kfp.workflow.kfp_runs import SMOKE_OVERRIDES, run_local
 
 
 def main() -> int:

@@ -74,8 +74,8 @@ def bare_trl(model_dir: str, rows: list[dict], args) -> list[float]:
 
 
 def ours(config, overrides) -> list[float]:
+    from gmpo_kfp.engines.training import train
     from gmpo_kfp.engines.trl import TRLEngine
-    from gmpo_kfp.training import train
 
     timer = StepTimes()
     train(config, engine=TRLEngine(callbacks=[timer], overrides=overrides), progress=False)
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     from gmpo_kfp.data.arithmetic import arithmetic_rows
     from gmpo_kfp.data.schema import write_rl_parquet
     from gmpo_kfp.engines.trl import trl_args
-    from gmpo_kfp.models import TinyModelSpec, build_tiny_model
+    from gmpo_kfp.evaluation.models import TinyModelSpec, build_tiny_model
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()

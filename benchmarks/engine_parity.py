@@ -48,9 +48,9 @@ def base_config(out: Path, steps: int, *sets: str) -> TrainConfig:
 
 
 def warmed_model(root: Path) -> Path:
+    from gmpo_kfp.engines.training import materialise_task
     from gmpo_kfp.engines.trl import warm_up
-    from gmpo_kfp.models import resolve_model_path
-    from gmpo_kfp.training import materialise_task
+    from gmpo_kfp.evaluation.models import resolve_model_path
 
     config = materialise_task(base_config(root / "warm", 1))
     target = root / "warm" / "sft-model"
@@ -70,7 +70,7 @@ def step_seconds(records: list[dict], engine: str) -> list[float]:
 
 
 def one_engine(engine: str, warm: Path, root: Path, steps: int) -> dict:
-    from gmpo_kfp.training import train
+    from gmpo_kfp.engines.training import train
 
     out = root / engine
     config = with_values(
@@ -94,9 +94,9 @@ def one_engine(engine: str, warm: Path, root: Path, steps: int) -> dict:
 
 
 def overhead(warm: Path, root: Path, steps: int, rounds: int) -> dict:
-    from gmpo_kfp import verl_cpu
+    from gmpo_kfp.engines.training import materialise_task, train
     from gmpo_kfp.engines.verl import verl_command
-    from gmpo_kfp.training import materialise_task, train
+    from gmpo_kfp.in_verl import cpu as verl_cpu
 
     ours_s, bare_s = [], []
     for i in range(rounds):

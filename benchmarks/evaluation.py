@@ -1,4 +1,4 @@
-"""Evaluation throughput: ``gmpo_kfp.evaluate`` vs a bare ``model.generate`` loop.
+"""Evaluation throughput: ``gmpo_kfp.evaluation.evaluate`` vs a bare ``model.generate`` loop.
 
 Both run side by side in one process on the same model and problems (the tiny model
 and the arithmetic held-out split by default; any model directory and verl parquet
@@ -46,7 +46,7 @@ def bare_generate(model_dir: str, rows: list[dict], *, batch: int, tokens: int) 
 
 
 def ours(model_dir: str, data: str, *, problems: int, batch: int, tokens: int) -> float:
-    from gmpo_kfp.evaluate import evaluate
+    from gmpo_kfp.evaluation.evaluate import evaluate
 
     start = time.perf_counter()
     evaluate(
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from gmpo_kfp.data.arithmetic import arithmetic_rows
     from gmpo_kfp.data.schema import read_rl_parquet, write_rl_parquet
-    from gmpo_kfp.models import build_tiny_model
+    from gmpo_kfp.evaluation.models import build_tiny_model
 
     work = Path(tempfile.mkdtemp(prefix="gmpo-bench-eval-"))
     model_dir = a.model or str(build_tiny_model(work / "tiny"))
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     b, o = statistics.median(t_bare), statistics.median(t_ours)
     result = {
-        "benchmark": "evaluation throughput, gmpo_kfp.evaluate vs bare model.generate",
+        "benchmark": "evaluation throughput, gmpo_kfp.evaluation.evaluate vs bare model.generate",
         "problems": len(rows),
         "batch": a.batch,
         "max_new_tokens": a.tokens,
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"| evaluation (transformers, greedy) | problems/s |\n|---|---|\n"
         f"| bare model.generate | {result['bare_problems_per_s']} |\n"
-        f"| gmpo_kfp.evaluate (with grading) | {result['gmpo_kfp_problems_per_s']} |\n\n"
+        f"| gmpo_kfp.evaluation.evaluate (with grading) | {result['gmpo_kfp_problems_per_s']} |\n\n"
         f"ratio ours/bare throughput: {result['ratio']:.3f} (target >= 0.9)"
     )
     if a.json:

@@ -22,8 +22,8 @@ from pathlib import Path
 
 def one_run(loss: str, seed: int, out: Path, sets: list[str]) -> dict:
     from gmpo_kfp.config import apply_overrides, with_values
+    from gmpo_kfp.engines.training import train
     from gmpo_kfp.presets import load_preset
-    from gmpo_kfp.training import train
 
     config = with_values(
         load_preset("tiny-cpu"),

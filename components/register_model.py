@@ -23,7 +23,7 @@ def register_model(
     import tempfile
     from collections import namedtuple
 
-    from gmpo_kfp.stages import register_stage
+    from gmpo_kfp.workflow.stages import register_stage
 
     out = register_stage(
         model_uri=model.uri,

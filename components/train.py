@@ -26,7 +26,7 @@ def train(
     """
     import json
 
-    from gmpo_kfp.stages import train_stage, train_work_dir
+    from gmpo_kfp.workflow.stages import train_stage, train_work_dir
 
     out = train_stage(
         preset=preset,

@@ -76,21 +76,21 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from gmpo_kfp.config import with_values
-    from gmpo_kfp.training import train
+    from gmpo_kfp.engines.training import train
 
     values = {"trainer.resume": args.resume, "trainer.output_dir": args.output}
     config = with_values(resolve_config(args), {k: v for k, v in values.items() if v})
     result = train(config, progress=not args.no_progress)
     print(result.summary())
     if args.json:
-        from gmpo_kfp.training import result_to_dict
+        from gmpo_kfp.engines.training import result_to_dict
 
         _write_json(args.json, result_to_dict(result))
     return 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from gmpo_kfp.evaluate import evaluate
+    from gmpo_kfp.evaluation.evaluate import evaluate
 
     result = evaluate(
         args.model,
@@ -112,7 +112,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
-    from gmpo_kfp.kfp_runs import compile_pipeline
+    from gmpo_kfp.workflow.kfp_runs import compile_pipeline
 
     if args.preset:
         from gmpo_kfp.presets import load_preset
@@ -124,8 +124,8 @@ def _cmd_compile(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from gmpo_kfp.kfp_runs import run_local
     from gmpo_kfp.presets import DEFAULT_PRESET
+    from gmpo_kfp.workflow.kfp_runs import run_local
 
     if not args.local:
         print(
@@ -146,8 +146,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    from gmpo_kfp.kfp_runs import submit
     from gmpo_kfp.presets import DEFAULT_PRESET
+    from gmpo_kfp.workflow.kfp_runs import submit
 
     out = submit(
         args.host,
@@ -164,8 +164,8 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
 
 def _cmd_schedule(args: argparse.Namespace) -> int:
+    from gmpo_kfp.cluster.schedule import schedule
     from gmpo_kfp.presets import DEFAULT_PRESET
-    from gmpo_kfp.schedule import schedule
 
     out = schedule(
         args.host,
@@ -182,7 +182,7 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
 
 
 def _cmd_manifests(args: argparse.Namespace) -> int:
-    from gmpo_kfp.manifests import write_manifests
+    from gmpo_kfp.cluster.manifests import write_manifests
 
     for path in write_manifests(args.output):
         print(path)
@@ -241,7 +241,7 @@ def _images_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from gmpo_kfp.report import plot_files
+    from gmpo_kfp.study.report import plot_files
 
     for path in plot_files(args.files, args.output):
         print(path)
@@ -249,7 +249,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from gmpo_kfp.compare import compare, parse_losses
+    from gmpo_kfp.study.compare import compare, parse_losses
 
     losses = parse_losses(args.losses)
     result = compare(

@@ -76,7 +76,7 @@ TRAINING_METRICS = (
 )
 PASS_AT_1 = "pass@1"
 
-#: Prometheus export (gmpo_kfp.prometheus): verl name -> (gauge name, help). Every
+#: Prometheus export (gmpo_kfp.cluster.prometheus): verl name -> (gauge name, help). Every
 #: series name the dashboard and the alert rules use is here or in PROMETHEUS_OWN.
 PROMETHEUS_GAUGES = {
     SCORE_MEAN: ("gmpo_reward_mean", "mean reward of the step's rollouts"),

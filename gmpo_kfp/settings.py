@@ -89,7 +89,7 @@ SCHEDULED_DATA_PREFIX = f"{BUCKET}/data/gsm8k/"
 #: verl imports the module this variable names in the driver and every Ray worker:
 #: our loss plugin (on a CPU, the CPU hooks, which import it too)
 VERL_MODULES_ENV = "VERL_USE_EXTERNAL_MODULES"
-VERL_PLUGIN_MODULE = "gmpo_kfp.verl_plugin"
+VERL_PLUGIN_MODULE = "gmpo_kfp.in_verl.plugin"
 #: KFP: the API inside the cluster
 KFP_NAMESPACE = "kubeflow"  # KFP's own; standalone KFP runs every pipeline pod here
 KFP_IN_CLUSTER_HOST = "http://ml-pipeline.kubeflow:8888"  # standalone: no authentication

@@ -1,6 +1,6 @@
 """The ``gmpo_training`` pipeline: prepare -> train -> evaluate -> (gate) register.
 
-No logic here: the stages live in :mod:`gmpo_kfp.stages`, the cluster constants in
+No logic here: the stages live in :mod:`gmpo_kfp.workflow.stages`, the cluster constants in
 :mod:`gmpo_kfp.settings`; this module wires them and sets what Kubernetes needs
 (GPUs, node selector, toleration, S3 secret, a memory-backed ``/dev/shm``, retries,
 no caching where inputs can change behind the same parameters).

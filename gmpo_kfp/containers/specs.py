@@ -13,6 +13,7 @@ from pathlib import Path
 
 from gmpo_kfp import settings
 from gmpo_kfp.errors import UsageError
+from gmpo_kfp.in_verl import cpu as verl_cpu
 from gmpo_kfp.version import __version__
 
 #: The recipe, relative to the repository root (the build context).
@@ -125,7 +126,7 @@ SPECS: dict[tuple[str, str], ImageSpec] = {
             extras=("verl", "registry"),
             title="gmpo-kfp trainer (CPU)",
             description="GMPO training on TRL and on verl with our CPU support",
-            imports=("gmpo_kfp", "verl", settings.VERL_PLUGIN_MODULE, "gmpo_kfp.verl_cpu.hooks"),
+            imports=("gmpo_kfp", "verl", settings.VERL_PLUGIN_MODULE, verl_cpu.HOOK_MODULE),
         ),
         ImageSpec(
             "eval",

@@ -1,1 +1,8 @@
-"""Training engines: TRL on one machine, verl on a Ray cluster; each maps the shared config."""
+"""Training: the engine seam, its two engines, and what both share.
+
+:mod:`.base` is the seam (``Engine``, ``EngineRun``, checkpoint layouts); :mod:`.trl`
+runs TRL on one machine, :mod:`.verl` runs verl on Ray (on a KubeRay RayJob through
+:mod:`.rayjob`); :mod:`.training` is ``gmpo_kfp.train(config)``: the model, the
+warm-up, the engine, the result; :mod:`.mirror` mirrors checkpoints to the output URI
+and restores them.
+"""

@@ -1,6 +1,6 @@
 """The engine seam: what both engines (TRL on one machine, verl on Ray) implement.
 
-:func:`gmpo_kfp.training.train` owns everything the engines share: the built-in
+:func:`gmpo_kfp.engines.training.train` owns everything the engines share: the built-in
 task, the tiny model, the supervised warm-up, resuming (which checkpoint, which
 metrics survive), mirroring checkpoints to ``output_uri`` and restoring them,
 Prometheus export and the closing result. An engine only trains:

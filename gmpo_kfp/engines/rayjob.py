@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from gmpo_kfp import settings
+from gmpo_kfp.cluster.manifests import s3_secret_env
 from gmpo_kfp.config import ConfigError, TrainConfig
-from gmpo_kfp.manifests import s3_secret_env
 
 GROUP, VERSION, PLURAL = "ray.io", "v1", "rayjobs"
 API_VERSION = f"{GROUP}/{VERSION}"

@@ -287,7 +287,7 @@ class ValidationCallback(TrainerCallback):
         self.tokenizer: Any = None
 
     def run(self, model: Any) -> dict[str, float]:
-        from gmpo_kfp.evaluate import pass_at_1
+        from gmpo_kfp.evaluation.evaluate import pass_at_1
 
         start = time.perf_counter()
         result = pass_at_1(
@@ -420,7 +420,7 @@ class StopAtPassRate(TrainerCallback):
         last = self.history[-1][0] if self.history else 0
         if state.global_step - last < self.interval():
             return
-        from gmpo_kfp.evaluate import pass_at_1
+        from gmpo_kfp.evaluation.evaluate import pass_at_1
 
         score = pass_at_1(model, self.tokenizer, self.rows, max_new_tokens=self.max_new_tokens).mean
         self.history.append((state.global_step, score))
@@ -572,11 +572,11 @@ def warm_up(config: TrainConfig, base: str, target: Path, *, progress: bool = Tr
     """The supervised warm-up (``sft.*``) of the model at ``base``, saved to ``target``.
 
     Runs before RL on either engine; checks Pass@1 on the RL training prompts. The
-    caller has checked the data files (:func:`gmpo_kfp.training.check_inputs`).
+    caller has checked the data files (:func:`gmpo_kfp.engines.training.check_inputs`).
     """
     from transformers import AutoModelForCausalLM
 
-    from gmpo_kfp.models import load_tokenizer, save_model_dir
+    from gmpo_kfp.evaluation.models import load_tokenizer, save_model_dir
 
     _no_library_bars()
     c = config
@@ -627,7 +627,7 @@ class TRLEngine:
         """Train with TRL as ``config`` says, from ``model.path``, resuming when asked."""
         from transformers import AutoModelForCausalLM
 
-        from gmpo_kfp.models import load_tokenizer, save_model_dir
+        from gmpo_kfp.evaluation.models import load_tokenizer, save_model_dir
 
         _no_library_bars()
         c = config

@@ -6,7 +6,7 @@ with these overrides and our loss plugin.
 Mapping notes, and what verl cannot honour:
 
 - ``algorithm.loss``: ``gmpo`` selects our registered loss (``loss_mode=gmpo``,
-  split-invariant, see :mod:`gmpo_kfp.verl_plugin`) where verl's scripts use
+  split-invariant, see :mod:`gmpo_kfp.in_verl.plugin`) where verl's scripts use
   ``geo_mean``; ``grpo`` -> ``vanilla``; ``gspo`` -> ``gspo``.
 - ``algorithm.adv_estimator=drgrpo`` -> verl's ``grpo`` with
   ``norm_adv_by_std_in_grpo=False``.
@@ -84,12 +84,12 @@ CPU_RAY_LOGICAL_CPUS = 32
 
 
 def cpu_override_map(config: TrainConfig) -> dict[str, Any]:
-    """What verl on a CPU changes (see :mod:`gmpo_kfp.verl_cpu`): one rank, FSDP2, gloo.
+    """What verl on a CPU changes (see :mod:`gmpo_kfp.in_verl.cpu`): one rank, FSDP2, gloo.
 
     No flash-attention (sdpa), no remove-padding, no torch.compile, no pinned-memory
     offload; the transformers rollout; Ray told of one logical GPU for the one worker.
     """
-    from gmpo_kfp.verl_cpu import ROLLOUT_NAME
+    from gmpo_kfp.in_verl.cpu import ROLLOUT_NAME
 
     o: dict[str, Any] = {}
     o["trainer.device"] = "cpu"
@@ -405,7 +405,7 @@ class VerlEngine:
     verl reads ``data.train_files``/``val_files`` and writes its ``file`` logger records
     to ``output_dir/metrics.jsonl`` (the shape the TRL engine writes); our loss reaches
     every Ray worker through the ``verl.plugins`` entry point, and on a CPU our CPU
-    support through ``VERL_USE_EXTERNAL_MODULES`` (:mod:`gmpo_kfp.verl_cpu`). The latest
+    support through ``VERL_USE_EXTERNAL_MODULES`` (:mod:`gmpo_kfp.in_verl.cpu`). The latest
     checkpoint is merged to a Hugging Face model with ``verl.model_merger``.
 
     ``python``: the interpreter that runs verl (default: this one).
@@ -423,7 +423,7 @@ class VerlEngine:
         verl_override_map(config, verl_device(config, cuda=cuda))
 
     def run(self, config: TrainConfig, *, progress: bool = True) -> EngineRun:
-        from gmpo_kfp.models import has_weights, replace_dir
+        from gmpo_kfp.evaluation.models import has_weights, replace_dir
 
         c = config
         device = verl_device(c, cuda=cuda_here())
@@ -433,7 +433,7 @@ class VerlEngine:
         verl_log = out / ".verl-metrics.jsonl"  # this invocation's records (see LogAppender)
         env = {"VERL_FILE_LOGGER_PATH": str(verl_log)}
         if device == "cpu":
-            from gmpo_kfp import verl_cpu
+            from gmpo_kfp.in_verl import cpu as verl_cpu
 
             why = "verl.device=cpu" if c.verl.device == "cpu" else "no GPU here"
             print(

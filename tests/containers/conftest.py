@@ -60,7 +60,7 @@ def cpu_images(docker):
 @pytest.fixture(scope="session")
 def docker_run(cpu_images, tmp_path_factory):
     """``gmpo run --local --runner docker`` with a short warm-up: (LocalRun, output)."""
-    from gmpo_kfp.kfp_runs import SMOKE_OVERRIDES, run_local
+    from gmpo_kfp.workflow.kfp_runs import SMOKE_OVERRIDES, run_local
 
     out = tmp_path_factory.mktemp("docker-run") / "out"
     run = run_local(out, overrides=list(SMOKE_OVERRIDES), params=["threshold=0.0"], runner="docker")

@@ -9,8 +9,8 @@ import json
 import sys
 
 from gmpo_kfp.data.schema import read_rl_parquet
-from gmpo_kfp.evaluate import generate, score_completions, vllm_generate
-from gmpo_kfp.models import load_model_and_tokenizer
+from gmpo_kfp.evaluation.evaluate import generate, score_completions, vllm_generate
+from gmpo_kfp.evaluation.models import load_model_and_tokenizer
 
 if __name__ == "__main__":  # vLLM starts its engine in a process of its own
     model_dir, data, out, limit, max_new = sys.argv[1:6]

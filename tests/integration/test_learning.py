@@ -10,9 +10,9 @@ from __future__ import annotations
 from gmpo_kfp.config import apply_overrides
 from gmpo_kfp.data.arithmetic import arithmetic_rows
 from gmpo_kfp.data.schema import write_rl_parquet
+from gmpo_kfp.engines.training import train
 from gmpo_kfp.metrics import PASS_AT_1, read_metrics
 from gmpo_kfp.presets import load_preset
-from gmpo_kfp.training import train
 
 
 def test_gmpo_raises_held_out_pass_at_1_on_the_tiny_model(tmp_path):

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from gmpo_kfp import stages
-from gmpo_kfp.registry import RegistryError, register_in_model_registry
+from gmpo_kfp.workflow import stages
+from gmpo_kfp.workflow.registry import RegistryError, register_in_model_registry
 from tests.support.model_registry_server import model_registry_server
 
 

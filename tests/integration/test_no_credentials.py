@@ -15,8 +15,8 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
-from gmpo_kfp import stages
 from gmpo_kfp.storage import open_store, s3_client
+from gmpo_kfp.workflow import stages
 from tests.integration.test_stages_s3 import SHORT
 from tests.support.s3server import free_port, moto_server, s3_env
 
@@ -80,9 +80,9 @@ def test_a_run_logs_exports_and_registers_no_credential(tmp_path, capfd, monkeyp
                     scraped.append(r.read().decode())
 
         from gmpo_kfp.config import apply_overrides
+        from gmpo_kfp.engines.training import train
         from gmpo_kfp.engines.trl import TRLEngine
         from gmpo_kfp.presets import load_preset
-        from gmpo_kfp.training import train
 
         config = apply_overrides(
             load_preset("tiny-cpu"),

@@ -19,8 +19,8 @@ import torch
 from safetensors.torch import load_file
 
 from gmpo_kfp import metrics as M
-from gmpo_kfp import stages
 from gmpo_kfp.storage import open_store, s3_client
+from gmpo_kfp.workflow import stages
 from tests.integration.test_stages_s3 import SHORT
 from tests.support.s3server import moto_server, s3_env
 

@@ -8,7 +8,7 @@ import pytest
 
 from gmpo_kfp import metrics as M
 from gmpo_kfp import settings
-from gmpo_kfp.prometheus import Exporter, MetricsFollower, push_results
+from gmpo_kfp.cluster.prometheus import Exporter, MetricsFollower, push_results
 from tests.integration.test_trl_engine import data, tiny_config  # noqa: F401
 from tests.support.pushgateway import pushgateway, samples, scrape
 from tests.support.s3server import free_port
@@ -134,7 +134,7 @@ def test_the_follower_reads_whole_records_as_the_file_grows(tmp_path, gateway):
 
 def test_training_pushes_its_metrics(tmp_path, data, gateway):  # noqa: F811
     from gmpo_kfp.config import apply_overrides
-    from gmpo_kfp.training import train
+    from gmpo_kfp.engines.training import train
 
     config = apply_overrides(
         tiny_config(tmp_path / "run", data, **{"trainer.total_steps": 2}),

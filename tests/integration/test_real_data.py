@@ -1,4 +1,4 @@
-"""The importers and the grader on real benchmark files (gmpo_kfp.packaged)."""
+"""The importers and the grader on real benchmark files (gmpo_kfp.evaluation.packaged)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from gmpo_kfp import reward
 from gmpo_kfp.data.importers import import_source, read_records
-from gmpo_kfp.packaged import AIME, GSM8K_TEST, MATH_500, MATH_SUBJECTS, fetch, math_test
+from gmpo_kfp.evaluation.packaged import AIME, GSM8K_TEST, MATH_500, MATH_SUBJECTS, fetch, math_test
 
 
 def test_gsm8k_test_set_imports_from_oe_evals_gzipped_nested_file():

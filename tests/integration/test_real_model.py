@@ -1,4 +1,4 @@
-"""A real pretrained LLM: SmolLM2-135M-Instruct from its GGUF file (gmpo_kfp.packaged),
+"""A real pretrained LLM: SmolLM2-135M-Instruct from its GGUF file (gmpo_kfp.evaluation.packaged),
 dequantised once, trained a few GMPO steps on TRL, and scored on real GSM8K problems."""
 
 from __future__ import annotations
@@ -8,14 +8,14 @@ import os
 
 import pytest
 
-from gmpo_kfp import models
 from gmpo_kfp.config import apply_overrides, with_values
 from gmpo_kfp.data.importers import import_source
 from gmpo_kfp.data.schema import write_rl_parquet
-from gmpo_kfp.evaluate import evaluate
-from gmpo_kfp.packaged import GSM8K_TEST, SMOLLM2_135M_INSTRUCT, fetch, sha256_of
+from gmpo_kfp.engines.training import train
+from gmpo_kfp.evaluation import models
+from gmpo_kfp.evaluation.evaluate import evaluate
+from gmpo_kfp.evaluation.packaged import GSM8K_TEST, SMOLLM2_135M_INSTRUCT, fetch, sha256_of
 from gmpo_kfp.presets import load_preset
-from gmpo_kfp.training import train
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from gmpo_kfp import registry
 from gmpo_kfp.storage import ChecksumMismatch, open_store, s3_client
+from gmpo_kfp.workflow import registry
 from tests.support.s3server import moto_server, s3_env
 
 

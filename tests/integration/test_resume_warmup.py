@@ -15,8 +15,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from gmpo_kfp import stages
 from gmpo_kfp.config import ConfigError
+from gmpo_kfp.workflow import stages
 from tests.integration.test_stages_s3 import SHORT
 
 WARMUP = [

@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from gmpo_kfp import stages
 from gmpo_kfp.data.schema import DataError, read_rl_parquet
 from gmpo_kfp.storage import StorageError, open_store, s3_client
+from gmpo_kfp.workflow import stages
 from tests.support.s3server import moto_server, s3_env
 
 SHORT = [
@@ -116,7 +116,7 @@ def test_a_retried_train_step_resumes_from_the_checkpoint_in_s3(tmp_path, bucket
 
 
 def test_submit_source_prefix_picks_the_newest_object_in_s3(bucket):
-    from gmpo_kfp.kfp_runs import newest_uri
+    from gmpo_kfp.workflow.kfp_runs import newest_uri
 
     store = open_store(f"{bucket}/data/gsm8k")
     for day in ("2026-11-27", "2026-11-29", "2026-11-28"):

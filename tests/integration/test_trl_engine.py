@@ -13,8 +13,8 @@ from gmpo_kfp import metrics as M
 from gmpo_kfp.config import config_from_dict
 from gmpo_kfp.data.arithmetic import arithmetic_rows
 from gmpo_kfp.data.schema import write_rl_parquet
+from gmpo_kfp.engines.training import train
 from gmpo_kfp.engines.trl import TRLEngine
-from gmpo_kfp.training import train
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from datasets import Dataset
 
 from gmpo_kfp.config import config_from_dict
 from gmpo_kfp.engines.trl import GMPOTrainer, trl_args
-from gmpo_kfp.models import build_tiny_model, load_model_and_tokenizer
+from gmpo_kfp.evaluation.models import build_tiny_model, load_model_and_tokenizer
 from gmpo_kfp.objective import gmpo_loss
 
 with warnings.catch_warnings():

@@ -14,9 +14,9 @@ import pytest
 
 from gmpo_kfp import metrics as M
 from gmpo_kfp.config import apply_overrides
+from gmpo_kfp.engines.training import train
 from gmpo_kfp.presets import load_preset
 from gmpo_kfp.storage import open_store
-from gmpo_kfp.training import train
 
 pytestmark = pytest.mark.slow
 
@@ -109,7 +109,7 @@ def test_each_recipe_presets_checkpoint_contents_end_in_a_whole_model(tmp_path, 
     from transformers import AutoModelForCausalLM
 
     from gmpo_kfp.engines.verl import merge_command
-    from gmpo_kfp.models import TINY, resolve_model_path
+    from gmpo_kfp.evaluation.models import TINY, resolve_model_path
 
     listed = "[" + ",".join(contents) + "]"
     config = verl_config(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gmpo_kfp.models import build_tiny_model, load_model_and_tokenizer
+from gmpo_kfp.evaluation.models import build_tiny_model, load_model_and_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def test_verls_model_build_works_beside_trl(tiny):
 
     from verl.models.transformers import monkey_patch
 
-    import gmpo_kfp.verl_plugin  # noqa: F401 - installs the fix, as in every verl process
+    import gmpo_kfp.in_verl.plugin  # noqa: F401 - installs the fix, as in every verl process
 
     assert importlib.util.find_spec("trl") is not None  # the case that broke
     model, _ = tiny
@@ -39,8 +39,8 @@ def test_verls_model_build_works_beside_trl(tiny):
 def test_the_cpu_platform_is_selected_by_name_only():
     from verl.plugin.platform import PlatformRegistry
 
-    from gmpo_kfp.verl_cpu import PLATFORM_NAME
-    from gmpo_kfp.verl_cpu.platform import PlatformCPU
+    from gmpo_kfp.in_verl.cpu import PLATFORM_NAME
+    from gmpo_kfp.in_verl.cpu.platform import PlatformCPU
 
     platform = PlatformRegistry.get(PLATFORM_NAME)()
     assert isinstance(platform, PlatformCPU)
@@ -53,7 +53,7 @@ def test_the_cpu_platform_is_selected_by_name_only():
 
 
 def test_greedy_batch_matches_generate_and_its_log_probs_the_model(tiny):
-    from gmpo_kfp.verl_cpu.rollout import generate_batch
+    from gmpo_kfp.in_verl.cpu.rollout import generate_batch
 
     model, tok = tiny
     prompts = [tok.encode(p, add_special_tokens=False) for p in ("07+45=", "3+4=", "12+30=")]
@@ -83,7 +83,7 @@ def test_greedy_batch_matches_generate_and_its_log_probs_the_model(tiny):
 
 
 def test_sampling_follows_temperature_top_k_and_the_seed(tiny):
-    from gmpo_kfp.verl_cpu.rollout import generate_batch
+    from gmpo_kfp.in_verl.cpu.rollout import generate_batch
 
     model, tok = tiny
     prompts = [tok.encode("07+45=", add_special_tokens=False)] * 16

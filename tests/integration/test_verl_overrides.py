@@ -79,7 +79,7 @@ def test_the_validation_subset_is_the_one_verl_selects(tmp_path):
     from gmpo_kfp.data.arithmetic import arithmetic_rows
     from gmpo_kfp.data.schema import write_rl_parquet
     from gmpo_kfp.engines.trl import val_subset
-    from gmpo_kfp.models import build_tiny_model, load_tokenizer
+    from gmpo_kfp.evaluation.models import build_tiny_model, load_tokenizer
 
     rows = arithmetic_rows("test", limit=200)
     path = write_rl_parquet(rows, tmp_path / "val.parquet")

@@ -11,7 +11,7 @@ import torch
 from verl.trainer.ppo import core_algos
 from verl.workers.config import ActorConfig
 
-from gmpo_kfp import verl_plugin
+from gmpo_kfp.in_verl import plugin as verl_plugin
 from gmpo_kfp.objective import METRIC_NAMES, gmpo_loss
 from tests.support.batches import random_batch
 
@@ -33,16 +33,16 @@ def run_fresh(env_extra: dict[str, str]) -> str:
 
 def test_import_verl_registers_gmpo_through_the_entry_point():
     """What every Ray worker does: a plain `import verl` loads the verl.plugins group."""
-    assert run_fresh({}) == ["gmpo_kfp.verl_plugin", "verl.trainer.ppo.core_algos"]
-    assert run_fresh({"VERL_USE_EXTERNAL_PLUGINS": "gmpo"})[0] == "gmpo_kfp.verl_plugin"
+    assert run_fresh({}) == ["gmpo_kfp.in_verl.plugin", "verl.trainer.ppo.core_algos"]
+    assert run_fresh({"VERL_USE_EXTERNAL_PLUGINS": "gmpo"})[0] == "gmpo_kfp.in_verl.plugin"
 
 
 def test_external_modules_is_the_other_way():
     env = {
         "VERL_USE_EXTERNAL_PLUGINS": "none",
-        "VERL_USE_EXTERNAL_MODULES": "gmpo_kfp.verl_plugin",
+        "VERL_USE_EXTERNAL_MODULES": "gmpo_kfp.in_verl.plugin",
     }
-    assert run_fresh(env)[0] == "gmpo_kfp.verl_plugin"
+    assert run_fresh(env)[0] == "gmpo_kfp.in_verl.plugin"
     assert run_fresh({"VERL_USE_EXTERNAL_PLUGINS": "none"})[0] == "missing"
 
 

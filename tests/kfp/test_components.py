@@ -12,9 +12,9 @@ from gmpo_kfp.components.train import train
 from kfp import dsl
 
 from gmpo_kfp.data.schema import read_rl_parquet
-from gmpo_kfp.kfp_runs import RUN_SUMMARY, run_local
-from gmpo_kfp.registry import resolve
-from gmpo_kfp.training import TIME_PARTS
+from gmpo_kfp.engines.training import TIME_PARTS
+from gmpo_kfp.workflow.kfp_runs import RUN_SUMMARY, run_local
+from gmpo_kfp.workflow.registry import resolve
 
 SHORT = [
     "sft.enabled=false",

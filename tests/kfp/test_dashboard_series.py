@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import re
 
-from gmpo_kfp import manifests
 from gmpo_kfp import metrics as M
-from gmpo_kfp.kfp_runs import run_local
+from gmpo_kfp.cluster import manifests
+from gmpo_kfp.workflow.kfp_runs import run_local
 from tests.kfp.test_components import SHORT
 from tests.support.pushgateway import pushgateway, scrape
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from gmpo_kfp import settings
-from gmpo_kfp.kfp_runs import compile_pipeline
+from gmpo_kfp.workflow.kfp_runs import compile_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "pipelines" / "gmpo_training.yaml"

@@ -6,7 +6,7 @@ python -m tests.support.preempt_worker JSON_KWARGS
 import json
 import sys
 
-from gmpo_kfp import stages
+from gmpo_kfp.workflow import stages
 
 if __name__ == "__main__":
     stages.train_stage(**json.loads(sys.argv[1]))

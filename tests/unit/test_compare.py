@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from gmpo_kfp import compare as C
 from gmpo_kfp import metrics as M
 from gmpo_kfp.config import ConfigError
+from gmpo_kfp.study import compare as C
 
 
 def write_run(root, regime, loss, seed, *, low, high, entropy, val_after):

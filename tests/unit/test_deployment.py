@@ -16,11 +16,12 @@ from typing import ClassVar
 import pytest
 import yaml
 
-from gmpo_kfp import manifests, settings
+from gmpo_kfp import settings
+from gmpo_kfp.cluster import manifests
+from gmpo_kfp.cluster.schedule import schedule
 from gmpo_kfp.engines.rayjob import build_rayjob
 from gmpo_kfp.engines.verl import verl_command
-from gmpo_kfp.kfp_runs import submit
-from gmpo_kfp.schedule import schedule
+from gmpo_kfp.workflow.kfp_runs import submit
 from tests.unit.test_manifests import MANIFESTS, ROOT, render
 from tests.unit.test_rayjob import two_nodes
 

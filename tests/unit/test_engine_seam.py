@@ -10,8 +10,8 @@ import pytest
 
 from gmpo_kfp.config import ConfigError, config_from_dict, with_values
 from gmpo_kfp.engines.base import Checkpoint, CheckpointLayout, Engine, get_engine, latest
+from gmpo_kfp.engines.mirror import CheckpointMirror
 from gmpo_kfp.engines.verl import LATEST_MARKER, VerlLayout, verl_device
-from gmpo_kfp.mirror import CheckpointMirror
 from gmpo_kfp.storage import ChecksumMismatch, open_store
 
 

@@ -15,14 +15,14 @@ from gmpo_kfp.containers.build import BuildError
 from gmpo_kfp.containers.engine import EngineError
 from gmpo_kfp.data.schema import DataError
 from gmpo_kfp.errors import UsageError, UserError
-from gmpo_kfp.evaluate import EvalError
-from gmpo_kfp.kfp_runs import SubmitError
-from gmpo_kfp.models import ModelError
-from gmpo_kfp.packaged import PackageError
-from gmpo_kfp.registry import RegistryError
+from gmpo_kfp.evaluation.evaluate import EvalError
+from gmpo_kfp.evaluation.models import ModelError
+from gmpo_kfp.evaluation.packaged import PackageError
 from gmpo_kfp.reward import RewardError
-from gmpo_kfp.stages import StageError
 from gmpo_kfp.storage import ChecksumMismatch, StorageError
+from gmpo_kfp.workflow.kfp_runs import SubmitError
+from gmpo_kfp.workflow.registry import RegistryError
+from gmpo_kfp.workflow.stages import StageError
 
 ROOT = Path(__file__).resolve().parents[2]
 REFUSALS = (
@@ -64,7 +64,7 @@ def test_a_crash_that_is_not_the_users_input_keeps_its_traceback_and_exits_1(tmp
     # a failure deep in training (torch's words), not a typo: the traceback stays
     out = run_cli(
         "import sys\n"
-        "import gmpo_kfp.training as training\n"
+        "import gmpo_kfp.engines.training as training\n"
         "def crash(*args, **kwargs):\n"
         "    raise RuntimeError('CUDA error: an illegal memory access was encountered')\n"
         "training.train = crash\n"

@@ -9,8 +9,8 @@ import pytest
 from gmpo_kfp import reward
 from gmpo_kfp.data.arithmetic import arithmetic_rows
 from gmpo_kfp.data.schema import write_rl_parquet
-from gmpo_kfp.evaluate import EvalError, evaluate, generate, pass_at_1, protocol_settings
-from gmpo_kfp.models import build_tiny_model, load_model_and_tokenizer
+from gmpo_kfp.evaluation.evaluate import EvalError, evaluate, generate, pass_at_1, protocol_settings
+from gmpo_kfp.evaluation.models import build_tiny_model, load_model_and_tokenizer
 from tests.unit.test_cli import gmpo
 
 
@@ -103,7 +103,7 @@ def test_cli_evaluate_bad_inputs_are_one_line(tmp_path, data):
 def test_backend_choice_and_a_clear_error_without_vllm(tiny, data, monkeypatch):
     import importlib.util
 
-    from gmpo_kfp.evaluate import choose_backend
+    from gmpo_kfp.evaluation.evaluate import choose_backend
 
     assert choose_backend("transformers") == "transformers"
     with pytest.raises(EvalError, match="backend must be one of auto, transformers, vllm"):

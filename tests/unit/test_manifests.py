@@ -1,4 +1,4 @@
-"""manifests/: generated from gmpo_kfp.manifests, rendered by kustomize, valid, least privilege."""
+"""manifests/: from gmpo_kfp.cluster.manifests, rendered by kustomize, valid, least privilege."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ import pytest
 import yaml
 from hera.workflows.models import CronWorkflow
 
-from gmpo_kfp import manifests, settings
 from gmpo_kfp import metrics as M
+from gmpo_kfp import settings
+from gmpo_kfp.cluster import manifests
 from gmpo_kfp.engines import rayjob
 from tests.support.kube_api_server import FAILURE, FakeKubeAPI, api_client, serve_kube_api
 from tests.unit.test_rayjob import build

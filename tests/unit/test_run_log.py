@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from gmpo_kfp.run_log import RunLog
+from gmpo_kfp.workflow.run_log import RunLog
 
 KFP_OUTPUT = [
     "\x1b[0m17:57:26.101 - INFO - Executing task '\x1b[96mtrain\x1b[0m'",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from gmpo_kfp.cluster.schedule import kfp_cron
 from gmpo_kfp.config import ConfigError
-from gmpo_kfp.kfp_runs import SubmitError, newest_uri
-from gmpo_kfp.schedule import kfp_cron
+from gmpo_kfp.workflow.kfp_runs import SubmitError, newest_uri
 from tests.unit.test_cli import gmpo
 
 

@@ -102,7 +102,7 @@ def test_warm_up_checks_more_often_near_its_target(monkeypatch):
     """Coarse checks far from the target, fine ones from half of it; stop at the target."""
     from types import SimpleNamespace
 
-    import gmpo_kfp.evaluate as evaluate
+    import gmpo_kfp.evaluation.evaluate as evaluate
     from gmpo_kfp.engines.trl import StopAtPassRate
 
     scores = iter([0.02, 0.05, 0.10, 0.14, 0.19])

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from gmpo_kfp.settings import NON_ROOT_UID
-from gmpo_kfp.stages import train_work_dir
+from gmpo_kfp.workflow.stages import train_work_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,7 +42,7 @@ def check_unwritable(volume: Path) -> None:
     code = (
         "import os, sys\n"
         "from gmpo_kfp import settings\n"
-        "from gmpo_kfp.stages import StageError, train_work_dir\n"
+        "from gmpo_kfp.workflow.stages import StageError, train_work_dir\n"
         f"{drop}"
         "try:\n"
         f"    train_work_dir('run-1', mount={str(volume)!r})\n"

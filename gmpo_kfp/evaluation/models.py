@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from gmpo_kfp.errors import UserError
-from gmpo_kfp.packaged import SMOLLM2_135M_INSTRUCT, fetch, sha256_of
+from gmpo_kfp.evaluation.packaged import SMOLLM2_135M_INSTRUCT, fetch, sha256_of
 from gmpo_kfp.settings import cache_root
 
 #: ``model.path`` value that means "build the tiny model" (see :func:`resolve_model_path`).

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from verl.plugin.platform import PlatformBase, PlatformRegistry
 
-from gmpo_kfp.verl_cpu import PLATFORM_NAME
+from gmpo_kfp.in_verl.cpu import PLATFORM_NAME
 
 
 class HostDevice(ModuleType):
@@ -32,7 +32,7 @@ class HostDevice(ModuleType):
     """
 
     def __init__(self) -> None:
-        super().__init__("gmpo_kfp.verl_cpu.device")
+        super().__init__("gmpo_kfp.in_verl.cpu.device")
 
     def __getattr__(self, name: str) -> Any:
         return getattr(torch.cpu, name)

@@ -21,8 +21,8 @@ from gmpo_kfp import metrics as M
 from gmpo_kfp.config import ConfigError, TrainConfig, with_values
 from gmpo_kfp.data.schema import read_rl_files, write_rl_parquet
 from gmpo_kfp.engines.base import Engine, get_engine, latest
+from gmpo_kfp.engines.mirror import CheckpointMirror
 from gmpo_kfp.heap import reuse_freed_memory
-from gmpo_kfp.mirror import CheckpointMirror
 
 #: The built-in task's split never depends on the training seed.
 TASK_SPLIT_SEED = 0
@@ -113,7 +113,7 @@ def _warm_start(
     A resumed checkpoint was trained from the warm-up model (its reference model, its
     tokenizer): resuming without it would quietly change the run, so that fails.
     """
-    from gmpo_kfp.models import has_weights
+    from gmpo_kfp.evaluation.models import has_weights
 
     auto = config.trainer.resume == "auto"
     if auto and mirror is not None:
@@ -154,7 +154,7 @@ def train(
     """
     import torch
 
-    from gmpo_kfp.models import TINY, check_model_dir, resolve_model_path
+    from gmpo_kfp.evaluation.models import TINY, check_model_dir, resolve_model_path
 
     if not torch.cuda.is_available():
         reuse_freed_memory()  # a CPU step reuses the last step's memory
@@ -188,7 +188,7 @@ def train(
     M.truncate_after(metrics_file, resume.step if resume else -1)
     run_config = with_values(config, {"model.path": base, "sft.enabled": False})
 
-    from gmpo_kfp.prometheus import exporting
+    from gmpo_kfp.cluster.prometheus import exporting
 
     with exporting(config, metrics_file), mirror or contextlib.nullcontext():
         run = engine.run(run_config, progress=progress)

@@ -1,6 +1,6 @@
 """Keeps verl 0.9.1 working beside the packages we install with it, without editing verl.
 
-Loaded with our loss plugin (:mod:`gmpo_kfp.verl_plugin`), so in every process that
+Loaded with our loss plugin (:mod:`gmpo_kfp.in_verl.plugin`), so in every process that
 imports verl: the driver, the task runner and every Ray worker, on a GPU cluster
 as on a CPU.
 

@@ -1,16 +1,16 @@
-"""Installs verl's CPU support in this process (see :mod:`gmpo_kfp.verl_cpu`)."""
+"""Installs verl's CPU support in this process (see :mod:`gmpo_kfp.in_verl.cpu`)."""
 
 from __future__ import annotations
 
 from types import ModuleType
 
-from gmpo_kfp.verl_compat import after_import
-from gmpo_kfp.verl_cpu import ROLLOUT_NAME
-from gmpo_kfp.verl_cpu.platform import PlatformCPU
+from gmpo_kfp.in_verl.compat import after_import
+from gmpo_kfp.in_verl.cpu import ROLLOUT_NAME
+from gmpo_kfp.in_verl.cpu.platform import PlatformCPU
 
 __all__ = ["PlatformCPU", "install"]
 
-_ROLLOUT = "gmpo_kfp.verl_cpu.rollout"
+_ROLLOUT = "gmpo_kfp.in_verl.cpu.rollout"
 
 
 def _gloo_process_group(module: ModuleType) -> None:
@@ -46,7 +46,7 @@ def _register_rollout_class(module: ModuleType) -> None:
 
 def _register_replica(module: ModuleType) -> None:
     def load():
-        from gmpo_kfp.verl_cpu.rollout import TransformersReplica
+        from gmpo_kfp.in_verl.cpu.rollout import TransformersReplica
 
         return TransformersReplica
 
@@ -55,7 +55,7 @@ def _register_replica(module: ModuleType) -> None:
 
 def install() -> None:
     """Hook every piece into verl (idempotent; the platform registers on import)."""
-    from gmpo_kfp import verl_compat
+    from gmpo_kfp.in_verl import compat as verl_compat
 
     verl_compat.install()
     after_import("verl.workers.engine_workers", _gloo_process_group)

@@ -7,7 +7,7 @@ off-policy, where ratios move away from 1, so the study runs two regimes:
 - ``on-policy``: one optimiser pass per rollout batch (``algorithm.ppo_epochs=1``);
 - ``off-policy``: ``K`` passes per rollout batch (``algorithm.ppo_epochs=K``).
 
-Every (regime, loss, seed) run trains with :func:`gmpo_kfp.training.train` on the
+Every (regime, loss, seed) run trains with :func:`gmpo_kfp.engines.training.train` on the
 preset's engine; the report reads only the metrics files (verl's file-logger shape,
 which both engines write), so runs of either engine compare alike. The supervised
 warm-up, when the preset has one, runs once per seed; every loss of that seed starts
@@ -174,7 +174,7 @@ def run_study(
     progress: bool = False,
 ) -> list[RunStats]:
     """Train every (regime, loss, seed) not yet done in ``output_dir``; their stats."""
-    from gmpo_kfp.training import train
+    from gmpo_kfp.engines.training import train
 
     out = Path(output_dir)
     plan = regimes(iterations)
@@ -274,7 +274,7 @@ def verdict(runs: Sequence[RunStats], *, against: str = "grpo") -> list[str]:
 
 def _aligned(files: Sequence[Path], name: str) -> tuple[list[int], list[list[float]]]:
     """Steps present in every file, and each file's values at them."""
-    from gmpo_kfp.report import series
+    from gmpo_kfp.study.report import series
 
     per = [dict(zip(*series(f, name), strict=True)) for f in files]
     steps = sorted(set.intersection(*(set(p) for p in per))) if per else []
@@ -323,7 +323,7 @@ OVERVIEW = ("reward", "token_ratio_max", "token_ratio_min", "entropy", "clipfrac
 def plot_study(output_dir: str | Path, runs: Sequence[RunStats]) -> list[Path]:
     """Per regime: ``<regime>_overview.png`` (the main panels side by side) and one PNG
     per entry of :data:`PLOTS`; a line per loss (mean over seeds) with a min-max band."""
-    from gmpo_kfp.report import png, pyplot
+    from gmpo_kfp.study.report import png, pyplot
 
     plt = pyplot()
     out = Path(output_dir)

@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from gmpo_kfp import storage
+from gmpo_kfp.cluster.prometheus import push_results
 from gmpo_kfp.data.importers import import_source
 from gmpo_kfp.data.schema import DataError, write_rl_parquet
 from gmpo_kfp.errors import UserError
-from gmpo_kfp.prometheus import push_results
 
 SAMPLE_PROMPTS = 3
 #: The train stage's metrics name where its seconds went ``seconds/<part>``, one per
-#: :data:`gmpo_kfp.training.TIME_PARTS` (shown in the KFP UI and ``gmpo run --local``).
+#: :data:`gmpo_kfp.engines.training.TIME_PARTS` (shown in the KFP UI and ``gmpo run --local``).
 SECONDS_PREFIX = "seconds/"
 
 
@@ -197,8 +197,8 @@ def train_stage(
 
     ``model_name``: the name the model is registered under, and the ``model`` label of
     the training series (as evaluation and registration label theirs)."""
-    from gmpo_kfp.report import training_markdown
-    from gmpo_kfp.training import train
+    from gmpo_kfp.engines.training import train
+    from gmpo_kfp.study.report import training_markdown
 
     work = Path(work_dir)
     # the data goes beside the checkpoints: on a multi-node RayJob every pod reads it there
@@ -267,7 +267,7 @@ def evaluate_stage(
     (``pushgateway`` or ``$GMPO_PUSHGATEWAY``), Pass@1 per benchmark and the average go
     there under ``model_name``.
     """
-    from gmpo_kfp.evaluate import evaluate
+    from gmpo_kfp.evaluation.evaluate import evaluate
 
     work = Path(work_dir)
     eval_paths = [*eval_paths, *(str(storage.fetch_file(u, work)) for u in extra_eval_uris)]
@@ -341,7 +341,7 @@ def register_stage(
     With ``model_registry_address``, the version is also recorded in that Kubeflow
     Model Registry, pointing at our registry's copy of the files.
     """
-    from gmpo_kfp.registry import register_in_model_registry, register_model
+    from gmpo_kfp.workflow.registry import register_in_model_registry, register_model
 
     model_dir = storage.fetch_dir(model_uri, Path(work_dir) / "model")
     reg = register_model(

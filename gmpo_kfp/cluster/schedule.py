@@ -99,7 +99,7 @@ def schedule(
     pods run as :data:`~gmpo_kfp.settings.SERVICE_ACCOUNT` (in ``namespace`` on a
     multi-user KFP), as ``gmpo submit``'s do."""
     from gmpo_kfp import settings
-    from gmpo_kfp.kfp_runs import pipeline_parameters, with_client
+    from gmpo_kfp.workflow.kfp_runs import pipeline_parameters, with_client
 
     six = kfp_cron(cron)  # a bad cron fails before anything is contacted
     args = pipeline_parameters(preset=preset, overrides=overrides, params=params)

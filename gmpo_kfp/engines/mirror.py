@@ -111,7 +111,7 @@ class CheckpointMirror:
     def restore_warmup(self, folder: str | Path) -> dict | None:
         """Download the mirrored warm-up model into ``folder`` (whole or not at all);
         returns its warm-up figures, or None when none was mirrored."""
-        from gmpo_kfp.models import replace_dir
+        from gmpo_kfp.evaluation.models import replace_dir
 
         store = storage.open_store(self.output_uri)
         raw = store.get_bytes(WARMUP_POINTER)

@@ -1,7 +1,7 @@
 """verl 0.9.1 on a CPU: what a laptop needs to run a verl recipe before it costs GPU hours.
 
 Imported in every verl process (driver, task runner, Ray workers) through verl's
-external-module hook, ``VERL_USE_EXTERNAL_MODULES=gmpo_kfp.verl_cpu.hooks``, which the verl
+external-module hook, ``VERL_USE_EXTERNAL_MODULES=gmpo_kfp.in_verl.cpu.hooks``, which the verl
 engine sets when it runs on a CPU (:mod:`gmpo_kfp.engines.verl`). verl's own files
 are not edited; each piece goes through a registry or hook verl offers:
 
@@ -28,7 +28,7 @@ from __future__ import annotations
 from gmpo_kfp import settings
 
 #: The module verl imports in every process (``VERL_USE_EXTERNAL_MODULES``).
-HOOK_MODULE = "gmpo_kfp.verl_cpu.hooks"
+HOOK_MODULE = f"{__name__}.hooks"
 #: ``VERL_PLATFORM`` value of the CPU platform.
 PLATFORM_NAME = "cpu"
 #: ``actor_rollout_ref.rollout.name`` of the transformers rollout backend.

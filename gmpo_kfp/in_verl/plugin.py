@@ -9,7 +9,7 @@ How the registration reaches every process:
   ``import verl`` loads that group (``VERL_USE_EXTERNAL_PLUGINS``: ``auto`` by
   default, ``none``, or a comma-separated list of entry-point names that must then
   include ``gmpo``). Every Ray worker imports verl, so every worker registers.
-- Or set ``VERL_USE_EXTERNAL_MODULES=gmpo_kfp.verl_plugin``: verl imports the
+- Or set ``VERL_USE_EXTERNAL_MODULES=gmpo_kfp.in_verl.plugin``: verl imports the
   modules named there when it is imported.
 
 Split invariance. verl 0.9.1's engine sums the losses of a rank's micro-batches
@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 from verl.trainer.ppo.core_algos import POLICY_LOSS_REGISTRY, register_policy_loss
 
-from gmpo_kfp import verl_compat
+from gmpo_kfp.in_verl import compat as verl_compat
 from gmpo_kfp.objective import METRIC_NAMES, gmpo_loss
 
 verl_compat.install()  # every process that loads our loss gets verl working beside trl 1.16

@@ -279,7 +279,7 @@ def evaluate(
     ``backend``: ``vllm`` (GPU), ``transformers`` (anywhere) or ``auto`` (vLLM where
     it can run).
     """
-    from gmpo_kfp.models import check_model_dir, load_model_and_tokenizer, local_model
+    from gmpo_kfp.evaluation.models import check_model_dir, load_model_and_tokenizer, local_model
 
     if not data_files:
         raise EvalError("data_files: none given; pass at least one verl RL parquet file")

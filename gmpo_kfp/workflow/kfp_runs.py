@@ -50,7 +50,7 @@ def pipeline_parameters(
     checked as its engine will check it (``cuda``: the train step has GPUs), all before
     anything is contacted."""
     from gmpo_kfp.engines.base import check_config
-    from gmpo_kfp.stages import train_config
+    from gmpo_kfp.workflow.stages import train_config
 
     args: dict[str, Any] = {**(base or {}), "preset": preset, "overrides": list(overrides)}
     known = pipeline_parameter_names()
@@ -130,9 +130,9 @@ class LocalRun:
         return "\n".join(lines)
 
     def train_seconds(self) -> dict[str, float]:
-        """Where the train stage's seconds went, by :data:`gmpo_kfp.training.TIME_PARTS`."""
-        from gmpo_kfp.stages import SECONDS_PREFIX
-        from gmpo_kfp.training import TIME_PARTS
+        """Where the train stage's seconds went, by :data:`gmpo_kfp.engines.training.TIME_PARTS`."""
+        from gmpo_kfp.engines.training import TIME_PARTS
+        from gmpo_kfp.workflow.stages import SECONDS_PREFIX
 
         found = {p: self.train_metrics.get(f"{SECONDS_PREFIX}{p}") for p in TIME_PARTS}
         return {p: s for p, s in found.items() if s is not None}
@@ -225,7 +225,7 @@ def run_local(
     ``runner``: ``subprocess`` (this environment) or ``docker`` (each step in its CPU
     image, ``settings.CPU_IMAGES``; build them with ``gmpo images build --variant cpu``).
     kfp.local's output goes to ``output/run.log``; stderr gets each stage and our own
-    lines (:class:`~gmpo_kfp.run_log.RunLog`), or everything with ``verbose``.
+    lines (:class:`~gmpo_kfp.workflow.run_log.RunLog`), or everything with ``verbose``.
     """
     import contextlib
 
@@ -233,7 +233,7 @@ def run_local(
 
     from gmpo_kfp.pipelines.gmpo_training import build_pipeline, gmpo_training
     from gmpo_kfp.presets import load_preset
-    from gmpo_kfp.run_log import RunLog
+    from gmpo_kfp.workflow.run_log import RunLog
 
     if runner not in RUNNERS:
         raise SubmitError(f"--runner {runner!r}: use one of {', '.join(RUNNERS)}")

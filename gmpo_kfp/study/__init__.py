@@ -1,0 +1,1 @@
+"""The study: GMPO against GRPO on one recipe (:mod:`.compare`); curves (:mod:`.report`)."""
