@@ -76,6 +76,11 @@ class ModelConfig(_Section):
     path: str = _f("tiny", "model to train: a Hugging Face id, a local model directory, or 'tiny'")
     moe: bool = _f(False, "the model is a mixture of experts (clip above 0.2 warns)")
     gradient_checkpointing: bool = _f(False, "recompute activations in backward to save memory")
+    bf16: bool | None = _f(
+        None,
+        "trl: compute in bfloat16 autocast (weights, optimiser state and log-probs stay "
+        "float32); unset: on a CUDA GPU that has bfloat16, not on a CPU",
+    )
     remove_padding: bool = _f(True, "verl: pack sequences without padding (use_remove_padding)")
     max_position_embeddings: int | None = _f(
         None, "override the model's max_position_embeddings (e.g. 32768 for long responses)", gt=0

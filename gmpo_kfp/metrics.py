@@ -84,7 +84,10 @@ PROMETHEUS_GAUGES = {
     PG_CLIPFRAC: ("gmpo_clipfrac", "fraction of tokens clipped (upper bound)"),
     PG_CLIPFRAC_LOWER: ("gmpo_clipfrac_lower", "fraction of tokens clipped (lower bound)"),
     PPO_KL: ("gmpo_ppo_kl", "KL between the sampling and the updated policy"),
-    ENTROPY: ("gmpo_entropy", "mean token entropy of the policy"),
+    ENTROPY: (
+        "gmpo_entropy",
+        "mean token entropy of the policy (trl: over the rows the update learns from)",
+    ),
     TOKEN_RATIO_MIN: ("gmpo_token_ratio_min", "lowest token importance ratio of the step"),
     TOKEN_RATIO_MAX: ("gmpo_token_ratio_max", "highest token importance ratio of the step"),
     SEQ_RATIO_MIN: ("gmpo_seq_ratio_min", "lowest sequence importance ratio of the step"),

@@ -98,6 +98,13 @@ def batch_plan(config: TrainConfig) -> dict[str, int]:
     }
 
 
+def bf16(config: TrainConfig) -> bool:
+    """Whether TRL computes in bfloat16 autocast (``model.bf16``; unset: a CUDA GPU that can)."""
+    if config.model.bf16 is not None:
+        return config.model.bf16
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
 def trl_args(config: TrainConfig, output_dir: str, *, max_steps: int) -> GRPOConfig:
     """The TRL config for ``config``; ``max_steps`` counts rollout steps."""
     c = config
@@ -139,7 +146,7 @@ def trl_args(config: TrainConfig, output_dir: str, *, max_steps: int) -> GRPOCon
         disable_tqdm=True,
         log_completions=False,
         use_cpu=not cuda,
-        bf16=cuda and torch.cuda.is_bf16_supported(),
+        bf16=bf16(config),
         gradient_checkpointing=c.model.gradient_checkpointing,
         remove_unused_columns=False,
     )
@@ -159,14 +166,41 @@ class _ObjectiveLoss:
             kwargs["loss_agg_mode"] = self.gmpo_loss_agg_mode
         return kwargs
 
+    def _rows_to_forward(self, inputs) -> torch.Tensor | None:
+        """The rows the update learns from, or ``None`` for all of them.
+
+        On-policy (no old log-probs: every ratio is 1) and with neither a KL nor an
+        entropy term, a row whose advantage is 0 adds exactly nothing to the policy
+        loss or its gradient; GRPO-style groups whose completions all scored the same
+        are such rows (often half of a batch). Their forward and backward are skipped;
+        they stay in the loss as rows of log-ratio 0, so every normaliser is the same.
+        """
+        if (
+            not self.gmpo_skip_zero_advantage
+            or inputs.get("old_per_token_logps") is not None
+            or self.beta != 0.0
+            or self.gmpo_entropy_coeff
+        ):
+            return None
+        learns = inputs["advantages"] != 0
+        if learns.all() or not learns.any():
+            return None
+        return learns.nonzero().squeeze(1)
+
     def _compute_loss(self, model, inputs):
         prompt_ids, prompt_mask = inputs["prompt_ids"], inputs["prompt_mask"]
         completion_ids, completion_mask = inputs["completion_ids"], inputs["completion_mask"]
         input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
         attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)
+        rows = self._rows_to_forward(inputs)
+        if rows is not None:
+            input_ids, attention_mask = input_ids[rows], attention_mask[rows]
         logps, entropies, _ = self._get_per_token_logps_and_entropies(
             model, input_ids, attention_mask, completion_ids.size(1), compute_entropy=True
         )
+        entropy_mask = completion_mask if rows is None else completion_mask[rows]
+        if rows is not None:  # the skipped rows: log-prob 0 now and before, ratio 1
+            logps = logps.new_zeros(completion_mask.shape).index_copy(0, rows, logps)
         old = inputs.get("old_per_token_logps")
         old = logps.detach() if old is None else old
         mask = completion_mask.to(logps.dtype)
@@ -180,7 +214,8 @@ class _ObjectiveLoss:
             kl_loss = (kl * mask).sum() / mask.sum().clamp(min=1.0)
             loss = loss + self.beta * kl_loss
             record[M.KL_LOSS].append(kl_loss.item())
-        entropy = ((entropies * mask).sum() / mask.sum().clamp(min=1.0)).detach()
+        entropy_mask = entropy_mask.to(entropies.dtype)
+        entropy = ((entropies * entropy_mask).sum() / entropy_mask.sum().clamp(min=1.0)).detach()
         if self.gmpo_entropy_coeff:
             loss = loss - self.gmpo_entropy_coeff * ((entropies * mask).sum() / mask.sum())
         record[M.PG_LOSS].append(pg_loss.item())
@@ -192,7 +227,9 @@ class _ObjectiveLoss:
     def _generate_and_score_completions(self, inputs):
         start = time.perf_counter()
         try:
-            return super()._generate_and_score_completions(inputs)
+            # sampling in the loss's precision (TRL's generate runs outside its autocast)
+            with self.accelerator.autocast():
+                return super()._generate_and_score_completions(inputs)
         finally:
             self._gmpo_step_metrics[M.TIMING_GEN].append(time.perf_counter() - start)
 
@@ -238,6 +275,7 @@ def _init_objective(trainer: Any, config: TrainConfig) -> None:
     trainer.gmpo_kl_estimator = config.algorithm.kl_estimator
     trainer.gmpo_entropy_coeff = config.algorithm.entropy_coeff
     trainer._gmpo_step_metrics = defaultdict(list)
+    trainer.gmpo_skip_zero_advantage = True
 
 
 class GMPOTrainer(_ExactResume, _ObjectiveLoss, _TRLGMPOTrainer):
@@ -498,7 +536,7 @@ def sft_warmup(
         disable_tqdm=True,
         logging_steps=max(1, s.eval_every),
         use_cpu=not cuda,
-        bf16=cuda and torch.cuda.is_bf16_supported(),
+        bf16=bf16(config),
         dataset_num_proc=None,
     )
     stop = StopAtPassRate(

@@ -148,3 +148,53 @@ def test_where_trl_departs_from_the_spec_ours_does_not(tiny, tmp_path):
     adv = inputs["advantages"]
     assert theirs == pytest.approx(-adv.mean().item(), abs=1e-6)
     assert ours == pytest.approx(-adv[1:].sum().item() / len(adv), abs=1e-6)
+
+
+@pytest.mark.parametrize("loss", ["gmpo", "grpo"])
+def test_rows_without_a_learning_signal_skip_the_forward_and_change_nothing_else(
+    tiny, tmp_path, loss
+):
+    """On-policy, a row with advantage 0 adds nothing: its forward and backward are skipped."""
+    from gmpo_kfp.engines.trl import GRPOTrainer
+
+    cls = GMPOTrainer if loss == "gmpo" else GRPOTrainer
+    config = config_from_dict({"algorithm": {"loss": loss}})
+    trainer, _ = make(cls, tiny, tmp_path, gmpo_config=config)
+    inputs = {k: v for k, v in batch(3).items() if k not in ("noise", "huge")}
+    inputs["advantages"][[0, 4, 5]] = 0.0  # four rows of eight have no signal
+    seen = []
+    hook = trainer.model.model.embed_tokens.register_forward_hook(
+        lambda module, args, out: seen.append(args[0].size(0))
+    )
+
+    def run(skip: bool):
+        trainer.gmpo_skip_zero_advantage = skip
+        trainer._gmpo_step_metrics.clear()
+        trainer.model.zero_grad()
+        value = trainer._compute_loss(trainer.model, inputs)
+        value.backward()
+        grads = [p.grad.clone() for p in trainer.model.parameters() if p.grad is not None]
+        return value, grads, dict(trainer._gmpo_step_metrics)
+
+    full, full_grads, full_metrics = run(False)
+    skipped, skipped_grads, skipped_metrics = run(True)
+    hook.remove()
+    assert seen == [8, 4]
+    assert skipped.item() == pytest.approx(full.item(), abs=1e-7)
+    assert len(full_grads) == len(skipped_grads)
+    for a, b in zip(full_grads, skipped_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-7, rtol=1e-5)
+    entropy = "actor/entropy"
+    assert {k: v for k, v in skipped_metrics.items() if k != entropy} == pytest.approx(
+        {k: v for k, v in full_metrics.items() if k != entropy}
+    )
+    # off-policy (old log-probs given), every row goes forward: ratios of 1 would be wrong
+    seen.clear()
+    hook = trainer.model.model.embed_tokens.register_forward_hook(
+        lambda module, args, out: seen.append(args[0].size(0))
+    )
+    old, _ = with_old(trainer, batch(3))
+    old["advantages"][[0, 4, 5]] = 0.0
+    trainer._compute_loss(trainer.model, old)
+    hook.remove()
+    assert seen == [8, 8]  # with_old's own forward, then the loss's
