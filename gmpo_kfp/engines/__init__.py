@@ -4,5 +4,5 @@
 runs TRL on one machine, :mod:`.verl` runs verl on Ray (on a KubeRay RayJob through
 :mod:`.rayjob`); :mod:`.training` is ``gmpo_kfp.train(config)``: the model, the
 warm-up, the engine, the result; :mod:`.mirror` mirrors checkpoints to the output URI
-and restores them.
+and restores them; :mod:`.sampling` samples TRL's rollouts without ``generate``'s overhead.
 """

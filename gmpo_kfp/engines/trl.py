@@ -48,6 +48,9 @@ try:  # trl.experimental warns on import; the API is pinned in pyproject (trl 1.
         from trl import GRPOTrainer as _TRLGRPOTrainer
         from trl.experimental.gmpo import GMPOConfig
         from trl.experimental.gmpo import GMPOTrainer as _TRLGMPOTrainer
+        from trl.extras.profiling import profiling_context
+        from trl.models import unwrap_model_for_generation
+        from trl.trainer.utils import pad
 except ImportError as exc:  # pragma: no cover - trl is a core dependency
     raise ImportError("the trl engine needs trl 1.16: pip install 'trl>=1.16,<1.17'") from exc
 
@@ -56,6 +59,7 @@ from gmpo_kfp.advantages import kl_estimate
 from gmpo_kfp.config import ConfigError, TrainConfig
 from gmpo_kfp.data.schema import DataError, read_rl_files
 from gmpo_kfp.engines.base import Checkpoint, EngineRun, latest
+from gmpo_kfp.engines.sampling import sample, supported
 from gmpo_kfp.objective import get_policy_loss
 
 _SCHEDULES = {"constant": "constant", "linear": "linear", "cosine": "cosine"}
@@ -224,6 +228,72 @@ class _ObjectiveLoss:
             record[f"actor/{name}"].append(float(value))
         return loss / self.current_gradient_accumulation_steps
 
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, *args, **kwargs):
+        """TRL's rollouts, sampled by :func:`gmpo_kfp.engines.sampling.sample` where it can.
+
+        That is: one process, no vLLM, text only, no tools, plain temperature sampling;
+        the same tokens as TRL's ``model.generate`` for the same seed, at less cost.
+        Anything else goes to TRL.
+        """
+        if not self._plain_sampling(images, multimodal_fields):
+            return super()._generate_single_turn(
+                prompt_ids, images, multimodal_fields, *args, **kwargs
+            )
+        pad_id = self._tokenizer.pad_token_id
+        prompts = [torch.tensor(ids) for ids in prompt_ids]
+        input_ids = pad(prompts, padding_value=pad_id, padding_side="left")
+        mask = pad([torch.ones_like(t) for t in prompts], padding_value=0, padding_side="left")
+        device = self.accelerator.device
+        with (
+            profiling_context(self, "gmpo.sample"),
+            unwrap_model_for_generation(
+                self.model_wrapped,
+                self.accelerator,
+                gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
+            ) as model,
+        ):
+            completions = sample(
+                model,
+                input_ids.to(device),
+                mask.to(device),
+                max_new_tokens=self.max_completion_length,
+                temperature=self.temperature,
+                eos_token_ids=self.eos_token_ids,
+                pad_token_id=pad_id,
+            )
+        eos = torch.tensor(self.eos_token_ids, device=completions.device)
+        ended = torch.isin(completions, eos)
+        # keep each completion up to and with its first EOS (TRL's mask)
+        length = torch.where(ended.any(1), ended.int().argmax(1) + 1, completions.size(1))
+        return [
+            c[:n].tolist() for c, n in zip(completions.cpu(), length.tolist(), strict=True)
+        ], None
+
+    def _plain_sampling(self, images, multimodal_fields) -> bool:
+        args = self.args
+        return (
+            self.gmpo_plain_sampling
+            and not self.use_vllm
+            and not getattr(self, "use_transformers_continuous_batching", False)
+            and self.accelerator.num_processes == 1
+            and not self.is_deepspeed_enabled
+            and not self.is_fsdp_enabled
+            and not getattr(self, "_is_vlm", False)
+            and not getattr(self, "tools", None)
+            and not multimodal_fields
+            and (images is None or all(i is None for i in images))
+            and not self.pad_to_multiple_of
+            and args.generation_kwargs is None
+            and args.cache_implementation is None
+            and supported(
+                temperature=self.temperature,
+                top_p=self.top_p,
+                top_k=self.top_k,
+                min_p=self.min_p,
+                repetition_penalty=self.repetition_penalty,
+            )
+        )
+
     def _generate_and_score_completions(self, inputs):
         start = time.perf_counter()
         try:
@@ -276,6 +346,7 @@ def _init_objective(trainer: Any, config: TrainConfig) -> None:
     trainer.gmpo_entropy_coeff = config.algorithm.entropy_coeff
     trainer._gmpo_step_metrics = defaultdict(list)
     trainer.gmpo_skip_zero_advantage = True
+    trainer.gmpo_plain_sampling = True
 
 
 class GMPOTrainer(_ExactResume, _ObjectiveLoss, _TRLGMPOTrainer):

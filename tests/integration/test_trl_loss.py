@@ -198,3 +198,23 @@ def test_rows_without_a_learning_signal_skip_the_forward_and_change_nothing_else
     trainer._compute_loss(trainer.model, old)
     hook.remove()
     assert seen == [8, 8]  # with_old's own forward, then the loss's
+
+
+def test_rollouts_sampled_plainly_are_the_tokens_trl_would_sample(tiny, tmp_path):
+    trainer, _ = make(GMPOTrainer, tiny, tmp_path, gmpo_config=config_from_dict({}))
+    tokenizer = trainer.processing_class
+    prompts = [tokenizer(f"{a}+{b}=")["input_ids"] for a, b in [(1, 2), (34, 5), (99, 99), (7, 60)]]
+    prompts = [p for p in prompts for _ in range(4)]
+
+    def rollouts(plain: bool):
+        trainer.gmpo_plain_sampling = plain
+        assert trainer._plain_sampling(None, {}) is plain
+        torch.manual_seed(11)
+        return trainer._generate_single_turn(prompts, None, {}, 4)
+
+    theirs, ours = rollouts(False), rollouts(True)
+    assert ours == theirs
+    assert len({len(c) for c in ours[0]}) > 1  # some ended at EOS before the length limit
+    # top-p sampling is TRL's own
+    trainer.gmpo_plain_sampling, trainer.top_p = True, 0.9
+    assert not trainer._plain_sampling(None, {})

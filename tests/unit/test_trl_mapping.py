@@ -129,3 +129,16 @@ def test_warm_up_without_every_near_keeps_one_interval():
     stop = StopAtPassRate([], target=0.2, every=25, max_new_tokens=4)
     stop.history.append((25, 0.19))
     assert stop.interval() == 25
+
+
+def test_bf16_is_the_users_choice_and_off_on_a_cpu_by_default(tmp_path):
+    import torch
+
+    from gmpo_kfp.config import config_from_dict
+    from gmpo_kfp.engines.trl import bf16, trl_args
+
+    unset = config_from_dict({})
+    assert bf16(unset) is (torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    for value in (True, False):
+        config = config_from_dict({"model": {"bf16": value}})
+        assert trl_args(config, str(tmp_path), max_steps=1).bf16 is value
