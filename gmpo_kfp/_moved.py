@@ -37,8 +37,13 @@ MOVED = {
 }
 
 
+_OLD = tuple(MOVED)
+
+
 def new_path(name: str) -> str | None:
     """The new path of an old module path, or ``None`` where ``name`` did not move."""
+    if not name.startswith(_OLD):  # every import of the process asks: answer most at once
+        return None
     for old, new in MOVED.items():
         if name == old or name.startswith(old + "."):
             return new + name[len(old) :]
@@ -48,14 +53,14 @@ def new_path(name: str) -> str | None:
 class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Finds an old path and loads it as the module already imported at its new path."""
 
+    def __init__(self) -> None:
+        self._specs: dict[str, importlib.machinery.ModuleSpec] = {}
+
     def find_spec(self, fullname, path=None, target=None):
         new = new_path(fullname)
         if new is None:
             return None
         return importlib.machinery.ModuleSpec(fullname, self, origin=new)
-
-    def __init__(self) -> None:
-        self._specs: dict[str, importlib.machinery.ModuleSpec] = {}
 
     def create_module(self, spec):
         warnings.warn(

@@ -202,8 +202,9 @@ class _ObjectiveLoss:
         logps, entropies, _ = self._get_per_token_logps_and_entropies(
             model, input_ids, attention_mask, completion_ids.size(1), compute_entropy=True
         )
-        entropy_mask = completion_mask if rows is None else completion_mask[rows]
+        entropy_mask = completion_mask
         if rows is not None:  # the skipped rows: log-prob 0 now and before, ratio 1
+            entropy_mask = completion_mask[rows]
             logps = logps.new_zeros(completion_mask.shape).index_copy(0, rows, logps)
         old = inputs.get("old_per_token_logps")
         old = logps.detach() if old is None else old
