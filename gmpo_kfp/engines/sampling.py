@@ -8,6 +8,11 @@ min-p / repetition penalty, left-padded prompts, a dynamic KV cache, stop at EOS
 makes the same calls in the same order as ``generate`` (one prefill, one forward per
 further token, one ``torch.multinomial`` per token over float32 probabilities), so
 with the same seed it draws the same tokens (tested against ``generate``).
+
+GRPO samples a group of completions per prompt, so its batch repeats each prompt
+``n`` times: the prefill runs once per distinct prompt and the KV cache and the first
+logits are then copied to every row of its group (the cache's own
+``batch_select_indices``), which is ``n`` times less prefill for the same draws.
 """
 
 from __future__ import annotations
@@ -55,17 +60,20 @@ def sample(
     eos = torch.tensor(list(eos_token_ids), device=input_ids.device)
     mask = attention_mask.long()
     positions = (mask.cumsum(-1) - 1).masked_fill_(mask == 0, 1)
+    distinct, row_of = distinct_rows(input_ids, mask)
     out = model(
-        input_ids=input_ids,
-        attention_mask=mask,
-        position_ids=positions,
+        input_ids=input_ids[distinct],
+        attention_mask=mask[distinct],
+        position_ids=positions[distinct],
         use_cache=True,
         logits_to_keep=1,
     )
+    out.past_key_values.batch_select_indices(row_of)
+    logits = out.logits[row_of, -1, :]
     unfinished = torch.ones(input_ids.size(0), dtype=torch.bool, device=input_ids.device)
     tokens = []
     for step in range(max_new_tokens):
-        logits = out.logits[:, -1, :].to(dtype=torch.float32)
+        logits = logits.to(dtype=torch.float32)
         if temperature != 1.0:
             logits = logits / temperature
         token = torch.multinomial(torch.softmax(logits, dim=-1), num_samples=1).squeeze(1)
@@ -84,4 +92,23 @@ def sample(
             use_cache=True,
             logits_to_keep=1,
         )
+        logits = out.logits[:, -1, :]
     return torch.stack(tokens, dim=1)
+
+
+def distinct_rows(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(distinct, row_of)``: each distinct prompt's first row, and each row's index into them.
+
+    ``input_ids[distinct][row_of]`` is ``input_ids`` (the mask likewise); ``distinct`` keeps
+    the batch's order of first appearance.
+    """
+    both = torch.cat([input_ids, attention_mask.to(input_ids.dtype)], dim=1)
+    _, inverse = torch.unique(both, dim=0, return_inverse=True)
+    first = torch.full((int(inverse.max()) + 1,), both.size(0), dtype=torch.long)
+    first.scatter_reduce_(0, inverse.cpu(), torch.arange(both.size(0)), reduce="amin")
+    order = torch.argsort(first)  # distinct prompts in order of first appearance
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(order.numel())
+    return first[order].to(input_ids.device), rank[inverse.cpu()].to(input_ids.device)

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from accelerate.utils import is_peft_model
 from transformers import TrainerCallback
 
 try:  # trl.experimental warns on import; the API is pinned in pyproject (trl 1.16.x)
@@ -60,6 +61,7 @@ from gmpo_kfp.config import ConfigError, TrainConfig
 from gmpo_kfp.data.schema import DataError, read_rl_files
 from gmpo_kfp.engines.base import Checkpoint, EngineRun, latest
 from gmpo_kfp.engines.sampling import sample, supported
+from gmpo_kfp.engines.shared_prefix import completion_log_probs, shares_prompts
 from gmpo_kfp.objective import get_policy_loss
 
 _SCHEDULES = {"constant": "constant", "linear": "linear", "cosine": "cosine"}
@@ -191,17 +193,56 @@ class _ObjectiveLoss:
             return None
         return learns.nonzero().squeeze(1)
 
-    def _compute_loss(self, model, inputs):
-        prompt_ids, prompt_mask = inputs["prompt_ids"], inputs["prompt_mask"]
-        completion_ids, completion_mask = inputs["completion_ids"], inputs["completion_mask"]
+    def _completion_logps(self, model, prompt_ids, prompt_mask, completion_ids, completion_mask):
+        """Log-probs and entropies of the completions: TRL's forward, or one per distinct prompt.
+
+        The shared-prefix forward (:mod:`gmpo_kfp.engines.shared_prefix`) where the batch
+        repeats prompts and the model keeps a KV cache in training; TRL's otherwise.
+        """
+        if self._shared_prefix(model) and shares_prompts(prompt_ids, prompt_mask):
+            with self.accelerator.autocast():
+                return completion_log_probs(
+                    model,
+                    prompt_ids,
+                    prompt_mask,
+                    completion_ids,
+                    completion_mask,
+                    compute_entropy=True,
+                )
         input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
         attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)
-        rows = self._rows_to_forward(inputs)
-        if rows is not None:
-            input_ids, attention_mask = input_ids[rows], attention_mask[rows]
         logps, entropies, _ = self._get_per_token_logps_and_entropies(
             model, input_ids, attention_mask, completion_ids.size(1), compute_entropy=True
         )
+        return logps, entropies
+
+    def _shared_prefix(self, model) -> bool:
+        if not hasattr(self, "_gmpo_peft"):  # accelerate's check costs milliseconds a call
+            self._gmpo_peft = is_peft_model(model)
+        return (
+            self.gmpo_shared_prefix
+            and self._one_plain_process()
+            and not self._gmpo_peft
+            and not self.args.gradient_checkpointing
+            and not getattr(self, "_is_vlm", False)
+        )
+
+    def _one_plain_process(self) -> bool:
+        """One process holding the whole model: no DDP wrapper, no sharding."""
+        return (
+            self.accelerator.num_processes == 1
+            and not self.is_deepspeed_enabled
+            and not self.is_fsdp_enabled
+        )
+
+    def _compute_loss(self, model, inputs):
+        prompt_ids, prompt_mask = inputs["prompt_ids"], inputs["prompt_mask"]
+        completion_ids, completion_mask = inputs["completion_ids"], inputs["completion_mask"]
+        rows = self._rows_to_forward(inputs)
+        parts = (prompt_ids, prompt_mask, completion_ids, completion_mask)
+        if rows is not None:
+            parts = tuple(part[rows] for part in parts)
+        logps, entropies = self._completion_logps(model, *parts)
         entropy_mask = completion_mask
         if rows is not None:  # the skipped rows: log-prob 0 now and before, ratio 1
             entropy_mask = completion_mask[rows]
@@ -276,9 +317,7 @@ class _ObjectiveLoss:
             self.gmpo_plain_sampling
             and not self.use_vllm
             and not getattr(self, "use_transformers_continuous_batching", False)
-            and self.accelerator.num_processes == 1
-            and not self.is_deepspeed_enabled
-            and not self.is_fsdp_enabled
+            and self._one_plain_process()
             and not getattr(self, "_is_vlm", False)
             and not getattr(self, "tools", None)
             and not multimodal_fields
@@ -348,6 +387,7 @@ def _init_objective(trainer: Any, config: TrainConfig) -> None:
     trainer._gmpo_step_metrics = defaultdict(list)
     trainer.gmpo_skip_zero_advantage = True
     trainer.gmpo_plain_sampling = True
+    trainer.gmpo_shared_prefix = True
 
 
 class GMPOTrainer(_ExactResume, _ObjectiveLoss, _TRLGMPOTrainer):

@@ -150,6 +150,16 @@ def test_where_trl_departs_from_the_spec_ours_does_not(tiny, tmp_path):
     assert ours == pytest.approx(-adv[1:].sum().item() / len(adv), abs=1e-6)
 
 
+def loss_and_grads(trainer, inputs):
+    """The engine's loss on ``inputs``, every parameter's gradient, the step's metrics."""
+    trainer._gmpo_step_metrics.clear()
+    trainer.model.zero_grad()
+    value = trainer._compute_loss(trainer.model, inputs)
+    value.backward()
+    grads = [p.grad.clone() for p in trainer.model.parameters() if p.grad is not None]
+    return value, grads, dict(trainer._gmpo_step_metrics)
+
+
 @pytest.mark.parametrize("loss", ["gmpo", "grpo"])
 def test_rows_without_a_learning_signal_skip_the_forward_and_change_nothing_else(
     tiny, tmp_path, loss
@@ -167,17 +177,10 @@ def test_rows_without_a_learning_signal_skip_the_forward_and_change_nothing_else
         lambda module, args, out: seen.append(args[0].size(0))
     )
 
-    def run(skip: bool):
-        trainer.gmpo_skip_zero_advantage = skip
-        trainer._gmpo_step_metrics.clear()
-        trainer.model.zero_grad()
-        value = trainer._compute_loss(trainer.model, inputs)
-        value.backward()
-        grads = [p.grad.clone() for p in trainer.model.parameters() if p.grad is not None]
-        return value, grads, dict(trainer._gmpo_step_metrics)
-
-    full, full_grads, full_metrics = run(False)
-    skipped, skipped_grads, skipped_metrics = run(True)
+    trainer.gmpo_skip_zero_advantage = False
+    full, full_grads, full_metrics = loss_and_grads(trainer, inputs)
+    trainer.gmpo_skip_zero_advantage = True
+    skipped, skipped_grads, skipped_metrics = loss_and_grads(trainer, inputs)
     hook.remove()
     assert seen == [8, 4]
     assert skipped.item() == pytest.approx(full.item(), abs=1e-7)
@@ -218,3 +221,40 @@ def test_rollouts_sampled_plainly_are_the_tokens_trl_would_sample(tiny, tmp_path
     # top-p sampling is TRL's own
     trainer.gmpo_plain_sampling, trainer.top_p = True, 0.9
     assert not trainer._plain_sampling(None, {})
+
+
+def test_the_update_runs_each_distinct_prompt_once_and_computes_the_same(tiny, tmp_path):
+    """GRPO's groups share a prompt: the prompt's forward runs once per group (shared_prefix)."""
+    trainer, _ = make(GMPOTrainer, tiny, tmp_path, gmpo_config=config_from_dict({}))
+    inputs = {k: v for k, v in batch(5).items() if k not in ("noise", "huge")}
+    group = torch.arange(8) // 4  # two prompts, four completions each, the second left-padded
+    prompts = torch.tensor([[7, 8, 9, 10], [3, 11, 12, 13]])
+    inputs["prompt_ids"] = prompts[group]
+    inputs["prompt_mask"] = torch.tensor([[1, 1, 1, 1], [0, 1, 1, 1]])[group]
+    inputs["advantages"][1] = 0.5  # every row learns: none is skipped
+    seen = []
+    hook = trainer.model.model.embed_tokens.register_forward_hook(
+        lambda module, args, out: seen.append(tuple(args[0].shape))
+    )
+
+    trainer.gmpo_shared_prefix = False
+    full, full_grads, full_metrics = loss_and_grads(trainer, inputs)
+    trainer.gmpo_shared_prefix = True
+    shared, shared_grads, shared_metrics = loss_and_grads(trainer, inputs)
+    hook.remove()
+    # TRL's forward: 8 rows of prompt + completion; ours: 2 prompts (less their last
+    # token), then 8 rows of the last prompt token + completion
+    assert seen == [(8, 10), (2, 3), (8, 7)]
+    assert shared.item() == pytest.approx(full.item(), abs=1e-6)
+    assert len(full_grads) == len(shared_grads)
+    for a, b in zip(full_grads, shared_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
+    assert shared_metrics == pytest.approx(full_metrics, rel=1e-4, abs=1e-6)
+    # no prompt repeated: TRL's forward, as before
+    seen.clear()
+    hook = trainer.model.model.embed_tokens.register_forward_hook(
+        lambda module, args, out: seen.append(args[0].size(0))
+    )
+    trainer._compute_loss(trainer.model, {**inputs, "prompt_ids": batch(5)["prompt_ids"]})
+    hook.remove()
+    assert seen == [8]

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import GenerationConfig
 
-from gmpo_kfp.engines.sampling import sample, supported
+from gmpo_kfp.engines.sampling import distinct_rows, sample, supported
 from gmpo_kfp.evaluation.models import build_tiny_model, load_model_and_tokenizer
 
 
@@ -18,20 +18,22 @@ def tiny(tmp_path_factory):
     return model.eval(), tokenizer
 
 
-def prompts(tokenizer, seed):
+def prompts(tokenizer, seed, repeats=1):
     g = torch.Generator().manual_seed(seed)
-    texts = [f"{a}+{b}=" for a, b in torch.randint(0, 120, (24, 2), generator=g).tolist()]
+    pairs = torch.randint(0, 120, (24 // repeats, 2), generator=g).tolist()
+    texts = [f"{a}+{b}=" for a, b in pairs for _ in range(repeats)]  # GRPO's groups
     batch = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left")
     assert (batch["attention_mask"] == 0).any()  # some prompts are left-padded
     return batch["input_ids"], batch["attention_mask"]
 
 
 @pytest.mark.parametrize(
-    ("seed", "temperature", "max_new"), [(0, 1.0, 4), (1, 0.7, 6), (2, 1.5, 3)]
+    ("seed", "temperature", "max_new", "repeats"),
+    [(0, 1.0, 4, 1), (1, 0.7, 6, 1), (2, 1.5, 3, 1), (3, 1.0, 4, 4), (4, 1.2, 5, 3)],
 )
-def test_the_same_seed_draws_the_same_tokens_as_generate(tiny, seed, temperature, max_new):
+def test_the_same_seed_draws_the_same_tokens_as_generate(tiny, seed, temperature, max_new, repeats):
     model, tokenizer = tiny
-    ids, mask = prompts(tokenizer, seed)
+    ids, mask = prompts(tokenizer, seed, repeats)
     config = GenerationConfig(
         max_new_tokens=max_new,
         do_sample=True,
@@ -57,6 +59,17 @@ def test_the_same_seed_draws_the_same_tokens_as_generate(tiny, seed, temperature
     )
     assert torch.equal(ours, theirs)
     assert torch.isin(ours, torch.tensor([tokenizer.eos_token_id])).any()  # some ended early
+
+
+def test_each_distinct_prompt_is_found_once_in_order_of_first_appearance():
+    ids = torch.tensor([[0, 5, 6], [1, 2, 3], [0, 5, 6], [1, 2, 3], [4, 4, 4], [0, 5, 6]])
+    mask = torch.tensor([[0, 1, 1]] + [[1, 1, 1]] * 5)
+    # rows 0 and 2: the same ids, another mask, so two prompts; rows 2 and 5: one
+    distinct, row_of = distinct_rows(ids, mask)
+    assert distinct.tolist() == [0, 1, 2, 4]
+    assert row_of.tolist() == [0, 1, 2, 1, 3, 2]
+    assert torch.equal(ids[distinct][row_of], ids)
+    assert torch.equal(mask[distinct][row_of], mask)
 
 
 def test_only_plain_temperature_sampling_is_supported():
