@@ -9,7 +9,10 @@ imports, data, uploads) and what importing the libraries costs a fresh process.
 
 ``--against DIR`` runs another checkout's code too (a folder to put first on
 PYTHONPATH, holding its ``gmpo_kfp``), alternating with this one for ``--rounds``
-rounds, and prints both side by side with the ratio of their median wall times.
+rounds, and prints both breakdowns side by side with the ratio of their median wall
+times. Every run starts in an empty folder: ``python -m`` puts the working directory
+first on ``sys.path`` (in the driver and in each kfp.local task), so a checkout there
+would shadow the side's code; each side prints the ``gmpo_kfp`` it ran.
 
     python benchmarks/local_run.py [--json OUT] [--against DIR] [--rounds 2] [-- gmpo run args]
 """
@@ -40,13 +43,22 @@ def summary(stdout: str) -> str:
 
 def one_run(extra: list[str], pythonpath: str | None = None) -> dict:
     """One cold ``gmpo run --local``: its wall time, summary and run-summary.json."""
-    out = Path(tempfile.mkdtemp(prefix="gmpo-local-run-")) / "out"
+    home = Path(tempfile.mkdtemp(prefix="gmpo-local-run-"))
+    out = home / "out"
     cmd = [sys.executable, "-m", "gmpo_kfp", "run", "--local", "--output", str(out), *extra]
     env = dict(os.environ)
     if pythonpath:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [pythonpath, env.get("PYTHONPATH")]))
+    code = subprocess.run(
+        [sys.executable, "-c", "import gmpo_kfp; print(gmpo_kfp.__path__[0])"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=home,
+        check=True,
+    ).stdout.strip()
     start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=home)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         print(proc.stderr[-3000:], file=sys.stderr)
@@ -56,6 +68,7 @@ def one_run(extra: list[str], pythonpath: str | None = None) -> dict:
     # the console a user reads (stages, our progress lines) is stderr
     return {
         "wall_s": round(wall, 1),
+        "code": code,
         "summary": summary(proc.stdout),
         "run": run,
         "console": proc.stderr,
@@ -108,12 +121,24 @@ def main(argv: list[str] | None = None) -> int:
         for name in order:
             run = one_run(a.extra, sides[name])
             runs[name].append(run)
-            print(f"round {i + 1}: {name} {run['wall_s']:.0f} s", file=sys.stderr, flush=True)
+            print(
+                f"round {i + 1}: {name} {run['wall_s']:.0f} s ({run['code']})",
+                file=sys.stderr,
+                flush=True,
+            )
     ours = runs["this"][-1]
     print(ours["summary"])
-    print("\n| part | seconds |\n|---|---|")
+    theirs_parts = dict(breakdown(runs["against"][-1]["run"])) if a.against else {}
+    if a.against:
+        print("\n| part | this (s) | against (s) |\n|---|---|---|")
+    else:
+        print("\n| part | seconds |\n|---|---|")
     for part, seconds in breakdown(ours["run"]):
-        print(f"| {part} | {seconds:.1f} |")
+        other = theirs_parts.get(part)
+        if not a.against:
+            print(f"| {part} | {seconds:.1f} |")
+        else:
+            print(f"| {part} | {seconds:.1f} | {'' if other is None else f'{other:.1f}'} |")
     imports = import_seconds()
     print(
         "\nfresh-process imports (cumulative s): "
@@ -130,12 +155,14 @@ def main(argv: list[str] | None = None) -> int:
         "console": ours["console"],
         "machine": platform.machine(),
         "runs": {k: [r["wall_s"] for r in v] for k, v in runs.items()},
+        "code": {k: v[-1]["code"] for k, v in runs.items()},
     }
     print(f"cold local run: {wall:.0f} s (target <= 300 s)")
     if a.against:
         theirs = statistics.median(r["wall_s"] for r in runs["against"])
         result["against_wall_s"] = round(theirs, 1)
         result["ratio"] = round(wall / theirs, 3)
+        result["against_breakdown"] = breakdown(runs["against"][-1]["run"])
         print(f"against {a.against}: {theirs:.0f} s; this / that = {wall / theirs:.2f}x")
     if a.json:
         Path(a.json).write_text(json.dumps(result, indent=2) + "\n")
