@@ -7,8 +7,9 @@ prompt's last token, the same function is:
 
 1. the backbone over each distinct prompt's first ``P - 1`` tokens, keeping its KV cache
    (with gradients);
-2. the cache copied to every row of its group (the cache's own ``batch_select_indices``:
-   an index, so the backward sums each group's gradients into its prompt);
+2. the cache copied to every row of its group (the cache's own ``reorder_cache``, an
+   ``index_select``: the backward sums each group's gradients into its prompt, in a
+   fixed order);
 3. TRL's fused forward (``model(..., labels=..., fused_lm_head=True)``) over the last
    prompt token and the completion, attending to the cache: the log-prob (and entropy)
    of every completion token.
@@ -60,7 +61,9 @@ def completion_log_probs(
         use_cache=True,
     )
     cache = prefix.past_key_values
-    cache.batch_select_indices(row_of)
+    # index_select, not indexing: its backward (index_add) sums in a fixed order, where
+    # indexing's accumulates with atomic adds on a CPU, which differ from run to run
+    cache.reorder_cache(row_of)
     tail = torch.cat([prompt_ids[:, -1:], completion_ids], dim=1)
     tail_mask = torch.cat([prompt_mask[:, -1:], completion_mask], dim=1)
     labels = tail.masked_fill(tail_mask == 0, -100)
