@@ -5,7 +5,9 @@ CPU by default), median of ``--repeats`` runs each after warm-up, printed as a
 ratio ours / verl (lower is better; the target is <= 0.8) and as multiples of the
 memory bound: the loss must read four [B, T] tensors and write one gradient, so no
 implementation beats a copy of that many bytes, timed in the same run (target: ours
-<= 4x the bound).
+<= 4x the bound). Ours runs twice: eager (the default) and ``compiled=True`` (its
+forward's [B, T] work fused by ``torch.compile``; the first call's compile time is
+printed apart and not in the timing).
 
     python benchmarks/objective.py [--batch 256] [--tokens 4096] [--repeats 7] [--json OUT]
 """
@@ -86,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     def ours(old, lp, adv, mask):
         return gmpo_loss(old, lp, adv, mask)[0]
 
+    def ours_compiled(old, lp, adv, mask):
+        return gmpo_loss(old, lp, adv, mask, compiled=True)[0]
+
     def verl(old, lp, adv, mask):
         return verl_geo_mean(old, lp, adv, mask, config=cfg)[0]
 
@@ -93,12 +98,16 @@ def main(argv: list[str] | None = None) -> int:
     for dtype in (torch.float32, torch.bfloat16):
         inputs = make_inputs(args.batch, args.tokens, dtype)
         # Interleave to share any drift of the machine between both sides.
-        t_verl, t_ours, t_bound = [], [], []
+        start = time.perf_counter()
+        time_fn(ours_compiled, inputs, repeats=1, warmup=0)
+        compile_s = time.perf_counter() - start
+        t_verl, t_ours, t_comp, t_bound = [], [], [], []
         for _ in range(2):
             t_bound.append(copy_bound(inputs, args.repeats))
             t_verl.append(time_fn(verl, inputs, args.repeats))
             t_ours.append(time_fn(ours, inputs, args.repeats))
-        tv, to, tb = min(t_verl), min(t_ours), min(t_bound)
+            t_comp.append(time_fn(ours_compiled, inputs, args.repeats))
+        tv, to, tc, tb = min(t_verl), min(t_ours), min(t_comp), min(t_bound)
         rows.append(
             {
                 "dtype": str(dtype).removeprefix("torch."),
@@ -109,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
                 "bound_ms": round(tb * 1e3, 4),
                 "gmpo_kfp_x_bound": round(to / tb, 1),
                 "verl_x_bound": round(tv / tb, 1),
+                "compiled_ms": round(tc * 1e3, 2),
+                "compiled_x_bound": round(tc / tb, 1),
+                "compile_s": round(compile_s, 1),
             }
         )
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
@@ -116,15 +128,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{header}, torch {torch.__version__}")
     print(
         "| dtype | shape | bound: copy (ms) | verl geo_mean (ms) | gmpo_kfp (ms) "
-        "| ours / verl | ours / bound | verl / bound |"
+        "| ours / verl | ours / bound | verl / bound | ours compiled (ms) | compiled / bound "
+        "| compile (s) |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         shape = "x".join(map(str, r["shape"]))
         print(
             f"| {r['dtype']} | {shape} | {r['bound_ms']} | {r['verl_geo_mean_ms']} "
             f"| {r['gmpo_kfp_ms']} | {r['ratio']}x | {r['gmpo_kfp_x_bound']}x "
-            f"| {r['verl_x_bound']}x |"
+            f"| {r['verl_x_bound']}x | {r['compiled_ms']} | {r['compiled_x_bound']}x "
+            f"| {r['compile_s']} |"
         )
     if args.json:
         with open(args.json, "w") as f:
