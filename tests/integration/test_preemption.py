@@ -69,16 +69,20 @@ def test_sigkill_mid_run_then_restart_matches_an_uninterrupted_run(tmp_path, buc
     straight = stages.train_stage(**step_kwargs(tmp_path, f"{bucket}/straight", "w0"))
 
     output = f"{bucket}/preempted"
-    preempt(step_kwargs(tmp_path, output, "w1"), open_store(output), KILL_AFTER, tmp_path)
+    store = open_store(output)
+    preempt(step_kwargs(tmp_path, output, "w1"), store, KILL_AFTER, tmp_path)
     done_at_kill = max(r["step"] for r in M.read_metrics(tmp_path / "w1" / "metrics.jsonl"))
     assert done_at_kill < STEPS, "the run ended before the kill: nothing was tested"
+    in_store = latest_step(store)  # the newest checkpoint that reached S3 before the kill
 
     # the restarted step: a fresh pod, an empty work folder, the same output URI
     resumed = stages.train_stage(**step_kwargs(tmp_path, output, "w2"))
     restored = resumed["restored_step"]
-    assert restored is not None and restored >= KILL_AFTER
-    lost = done_at_kill - restored
-    assert 0 <= lost <= SAVE_EVERY, (done_at_kill, restored)
+    # It resumes from the newest mirrored checkpoint: what it loses is the steps since
+    # then (the mirror polls each second, so at this model's speed that can exceed one
+    # checkpoint interval: a timing, not a guarantee, so not asserted).
+    assert restored == in_store >= KILL_AFTER, (restored, in_store)
+    assert restored % SAVE_EVERY == 0 and restored <= done_at_kill, (done_at_kill, restored)
     assert resumed["metrics"]["steps"] == STEPS
 
     a = load_file(str(tmp_path / "w0" / "model" / "model.safetensors"))

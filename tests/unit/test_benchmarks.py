@@ -55,6 +55,9 @@ def test_markdown_has_a_row_per_measurement_and_the_machine():
                         "ratio": 0.5,
                         "bound_ms": 0.25,
                         "gmpo_kfp_x_bound": 4.0,
+                        "compiled_ms": 0.5,
+                        "compiled_x_bound": 2.0,
+                        "compile_s": 3.0,
                     }
                     for d in ("float32", "bfloat16")
                 ]
@@ -83,7 +86,8 @@ def test_markdown_has_a_row_per_measurement_and_the_machine():
     assert lines[0] == "| benchmark | measured | figures | ratio |"
     assert (
         "| objective (bfloat16, 2x3) | GMPO loss fwd+bwd, ms "
-        "| verl 2.0 / ours 1.0 (memory bound 0.25: ours 4.0x) | 0.50x |" in lines
+        "| verl 2.0 / ours 1.0 (memory bound 0.25: ours 4.0x; compiled 0.5, 2.0x) | 0.50x |"
+        in lines
     )
     assert any(line.startswith("| evaluation |") and "0.89x" in line for line in lines)
     assert any("0.50x of target" in line for line in lines)
@@ -116,6 +120,7 @@ def test_objective_benchmark_measures_both_losses_against_the_copy_bound(tmp_pat
     for r in rows:
         assert r["bound_ms"] > 0 and r["gmpo_kfp_ms"] > 0 and r["verl_geo_mean_ms"] > 0
         assert r["gmpo_kfp_x_bound"] > 1  # no loss beats a copy of its bytes
+        assert r["compiled_ms"] > 0 and r["compiled_x_bound"] > 1 and r["compile_s"] > 0
     assert "ours / bound" in proc.stdout
 
 
