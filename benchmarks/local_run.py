@@ -128,17 +128,18 @@ def main(argv: list[str] | None = None) -> int:
             )
     ours = runs["this"][-1]
     print(ours["summary"])
-    theirs_parts = dict(breakdown(runs["against"][-1]["run"])) if a.against else {}
-    if a.against:
-        print("\n| part | this (s) | against (s) |\n|---|---|---|")
-    else:
+    theirs_parts = breakdown(runs["against"][-1]["run"]) if a.against else None
+    if theirs_parts is None:
         print("\n| part | seconds |\n|---|---|")
+    else:
+        print("\n| part | this (s) | against (s) |\n|---|---|---|")
+    theirs_by_part = dict(theirs_parts or [])
     for part, seconds in breakdown(ours["run"]):
-        other = theirs_parts.get(part)
-        if not a.against:
-            print(f"| {part} | {seconds:.1f} |")
-        else:
-            print(f"| {part} | {seconds:.1f} | {'' if other is None else f'{other:.1f}'} |")
+        cells = [f"{seconds:.1f}"]
+        if theirs_parts is not None:
+            other = theirs_by_part.get(part)
+            cells.append("" if other is None else f"{other:.1f}")
+        print(f"| {part} | {' | '.join(cells)} |")
     imports = import_seconds()
     print(
         "\nfresh-process imports (cumulative s): "
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         theirs = statistics.median(r["wall_s"] for r in runs["against"])
         result["against_wall_s"] = round(theirs, 1)
         result["ratio"] = round(wall / theirs, 3)
-        result["against_breakdown"] = breakdown(runs["against"][-1]["run"])
+        result["against_breakdown"] = theirs_parts
         print(f"against {a.against}: {theirs:.0f} s; this / that = {wall / theirs:.2f}x")
     if a.json:
         Path(a.json).write_text(json.dumps(result, indent=2) + "\n")

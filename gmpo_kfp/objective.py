@@ -470,17 +470,12 @@ def _geo_mean_finish(kept, lengths, seq_adv, seq_log_ratio, sum_log_ratio, lo, h
     return objective, stats, kept, seq_adv, ratio, denom, w
 
 
-def _geo_mean_forward(old_log_prob, log_prob, advantages, response_mask, weights, low, high):
-    """GMPO's forward in eager torch: :func:`_geo_mean_eager`, then :func:`_geo_mean_finish`."""
-    work = _geo_mean_eager(
-        old_log_prob, log_prob, advantages, response_mask, low, high, LOG_RATIO_SAFETY_BOUND
-    )
-    return _geo_mean_finish(*work, weights)
-
-
-def _geo_mean_forward_pure(old_log_prob, log_prob, advantages, response_mask, weights, low, high):
-    """GMPO's forward as pure ops: :func:`_geo_mean_core`, then :func:`_geo_mean_finish`."""
-    work = _geo_mean_core(
+def _geo_mean_forward(
+    old_log_prob, log_prob, advantages, response_mask, weights, low, high, core=_geo_mean_eager
+):
+    """GMPO's forward: the ``[B, T]`` work (``core``: :func:`_geo_mean_eager`, or its pure
+    twin :func:`_geo_mean_core` for a compiler), then :func:`_geo_mean_finish`."""
+    work = core(
         old_log_prob, log_prob, advantages, response_mask, low, high, LOG_RATIO_SAFETY_BOUND
     )
     return _geo_mean_finish(*work, weights)
@@ -488,8 +483,9 @@ def _geo_mean_forward_pure(old_log_prob, log_prob, advantages, response_mask, we
 
 @functools.cache
 def _compiled_forward() -> Callable:
-    """:func:`_geo_mean_forward_pure` compiled once per process (dynamic shapes)."""
-    return torch.compile(_geo_mean_forward_pure, dynamic=True)
+    """:func:`_geo_mean_forward` of :func:`_geo_mean_core`, compiled once per process."""
+    pure = functools.partial(_geo_mean_forward, core=_geo_mean_core)
+    return torch.compile(pure, dynamic=True)
 
 
 class _GeoMeanLoss(torch.autograd.Function):

@@ -30,12 +30,15 @@ import torch
 from gmpo_kfp.engines.sampling import distinct_rows
 
 
-def shares_prompts(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> bool:
-    """Whether some rows repeat a prompt of at least two columns (so splitting pays)."""
+def prompt_groups(
+    prompt_ids: torch.Tensor, prompt_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The prompts' :func:`~gmpo_kfp.engines.sampling.distinct_rows` where some rows repeat a
+    prompt of at least two columns (so splitting pays); ``None`` otherwise."""
     if prompt_ids.size(1) < 2:
-        return False
-    distinct, _ = distinct_rows(prompt_ids, prompt_mask)
-    return distinct.numel() < prompt_ids.size(0)
+        return None
+    distinct, row_of = distinct_rows(prompt_ids, prompt_mask)
+    return (distinct, row_of) if distinct.numel() < prompt_ids.size(0) else None
 
 
 def completion_log_probs(
@@ -44,17 +47,20 @@ def completion_log_probs(
     prompt_mask: torch.Tensor,
     completion_ids: torch.Tensor,
     completion_mask: torch.Tensor,
+    groups: tuple[torch.Tensor, torch.Tensor],
     *,
     compute_entropy: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``(log_probs, entropies)`` of the completion tokens, ``[B, C]`` each (entropies or None).
+
+    ``groups``: the prompts' ``(distinct, row_of)`` (:func:`prompt_groups`).
 
     ``model`` carries TRL's fused LM head (``trl.trainer.utils.add_fused_lm_head``, which
     GRPOTrainer adds): it divides by the rollout temperature and returns per-token
     log-probs without materialising the logits. Prompts are left-padded, so each row's
     last prompt column is a real token.
     """
-    distinct, row_of = distinct_rows(prompt_ids, prompt_mask)
+    distinct, row_of = groups
     prefix = model.base_model(
         input_ids=prompt_ids[distinct, :-1],
         attention_mask=prompt_mask[distinct, :-1],

@@ -61,7 +61,7 @@ from gmpo_kfp.config import ConfigError, TrainConfig
 from gmpo_kfp.data.schema import DataError, read_rl_files
 from gmpo_kfp.engines.base import Checkpoint, EngineRun, latest
 from gmpo_kfp.engines.sampling import sample, supported
-from gmpo_kfp.engines.shared_prefix import completion_log_probs, shares_prompts
+from gmpo_kfp.engines.shared_prefix import completion_log_probs, prompt_groups
 from gmpo_kfp.objective import get_policy_loss
 
 _SCHEDULES = {"constant": "constant", "linear": "linear", "cosine": "cosine"}
@@ -199,7 +199,8 @@ class _ObjectiveLoss:
         The shared-prefix forward (:mod:`gmpo_kfp.engines.shared_prefix`) where the batch
         repeats prompts and the model keeps a KV cache in training; TRL's otherwise.
         """
-        if self._shared_prefix(model) and shares_prompts(prompt_ids, prompt_mask):
+        groups = prompt_groups(prompt_ids, prompt_mask) if self._shared_prefix(model) else None
+        if groups is not None:
             with self.accelerator.autocast():
                 return completion_log_probs(
                     model,
@@ -207,6 +208,7 @@ class _ObjectiveLoss:
                     prompt_mask,
                     completion_ids,
                     completion_mask,
+                    groups,
                     compute_entropy=True,
                 )
         input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
@@ -243,9 +245,8 @@ class _ObjectiveLoss:
         if rows is not None:
             parts = tuple(part[rows] for part in parts)
         logps, entropies = self._completion_logps(model, *parts)
-        entropy_mask = completion_mask
+        entropy_mask = parts[3]  # the entropy of the rows the update learns from
         if rows is not None:  # the skipped rows: log-prob 0 now and before, ratio 1
-            entropy_mask = completion_mask[rows]
             logps = logps.new_zeros(completion_mask.shape).index_copy(0, rows, logps)
         old = inputs.get("old_per_token_logps")
         old = logps.detach() if old is None else old
