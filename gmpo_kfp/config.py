@@ -191,6 +191,44 @@ class TrainerConfig(_Section):
         "continue from the latest checkpoint (auto) or start over",
         choices=("auto", "disable"),
     )
+    max_ckpt_to_keep: int | None = _f(
+        None,
+        "keep the newest K checkpoints, local and mirrored (verl's max_actor_ckpt_to_keep, "
+        "TRL's save_total_limit; None: all)",
+        gt=0,
+    )
+
+
+@dataclass
+class StorageConfig(_Section):
+    """S3 transfers (boto3's managed transfer) and background checkpoint mirroring.
+
+    A field left at None takes its ``GMPO_S3_*`` environment variable, else the
+    default of :class:`gmpo_kfp.transfer.TransferSettings`."""
+
+    _prefix: ClassVar[str] = "storage."
+    max_concurrency: int | None = _f(
+        None, "requests in flight per transfer: parts, ranged GETs, small files", gt=0
+    )
+    part_size_mb: float | None = _f(
+        None, "MiB per part and per ranged GET (S3 takes 5 or more)", min=5
+    )
+    threshold_mb: float | None = _f(None, "files from this many MiB on go in parts", gt=0)
+    mirror_queue: int = _f(
+        1,
+        "checkpoints waiting behind the one being mirrored; a newer one replaces the oldest",
+        gt=0,
+    )
+
+    def transfer(self) -> Any:
+        """These settings as :class:`gmpo_kfp.transfer.TransferSettings` (env and defaults)."""
+        from gmpo_kfp.transfer import TransferSettings
+
+        return TransferSettings.resolve(
+            max_concurrency=self.max_concurrency,
+            part_size_mb=self.part_size_mb,
+            threshold_mb=self.threshold_mb,
+        )
 
 
 @dataclass
@@ -303,6 +341,9 @@ class TrainConfig:
     verl: VerlConfig = field(default_factory=VerlConfig, metadata={"help": "verl-only knobs"})
     monitoring: MonitoringConfig = field(
         default_factory=MonitoringConfig, metadata={"help": "Prometheus export"}
+    )
+    storage: StorageConfig = field(
+        default_factory=StorageConfig, metadata={"help": "S3 transfers and mirroring"}
     )
 
     def __post_init__(self) -> None:
@@ -428,7 +469,8 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     for key, value in data.items():
         if key not in names:
             known = ", ".join(sorted(names))
-            raise ConfigError(f"unknown config key {prefix}{key!s}; known keys here: {known}")
+            shown = key if str(key).isprintable() else repr(key)  # one line, whatever the key
+            raise ConfigError(f"unknown config key {prefix}{shown}; known keys here: {known}")
         tp = hints[key]
         kwargs[key] = _build(tp, value, f"{prefix}{key}.") if _is_section(tp) else value
     return cls(**kwargs)

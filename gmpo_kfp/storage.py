@@ -3,8 +3,11 @@
 - S3: boto3 with the standard retry mode; endpoint and credentials from the usual
   environment (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``,
   ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_S3`` for stores other than AWS, which
-  then get path-style addressing). Large files go up in multipart uploads with a
-  SHA-256 checksum that S3 verifies per part.
+  then get path-style addressing). Transfers run on boto3's managed transfer
+  (s3transfer, :mod:`gmpo_kfp.transfer`): the files of a folder and the parts of a
+  large file concurrently, each part with a SHA-256 that S3 verifies, ranged GETs
+  in parallel. Every object carries its SHA-256 in its metadata, and a file whose
+  key already holds the same SHA-256 is not sent again.
 - ``file://`` (or a plain path): the same calls on a local folder; every write goes
   to a temporary name and is renamed, so a reader never sees half a file.
 - :meth:`Store.put_bytes` with ``if_absent=True`` is a conditional create
@@ -20,9 +23,7 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
-import itertools
 import json
 import os
 import tempfile
@@ -33,9 +34,12 @@ from typing import Any
 from urllib.parse import urlparse
 
 from gmpo_kfp.errors import UserError
+from gmpo_kfp.transfer import PrefixWriter, TransferSettings, resumable_prefix
+
+#: The object metadata key (``x-amz-meta-sha256``) holding the file's SHA-256 (hex).
+SHA256_META = "sha256"
 
 CHUNK = 8 * 1024 * 1024
-MULTIPART_THRESHOLD = 16 * 1024 * 1024
 
 
 class StorageError(UserError, OSError):
@@ -126,7 +130,8 @@ class Store:
     def list_keys(self, prefix: str = "") -> Iterator[str]:
         raise NotImplementedError
 
-    def upload_file(self, path: str | os.PathLike, key: str) -> None:
+    def upload_file(self, path: str | os.PathLike, key: str, *, sha256: str | None = None) -> None:
+        """Upload one file (``sha256``: its digest, when already known)."""
         raise NotImplementedError
 
     def _fetch(self, key: str, target: Path) -> None:
@@ -137,6 +142,14 @@ class Store:
 
     def checksum(self, key: str) -> Checksum:
         """The checksum the store keeps of ``key`` (for a download with no manifest)."""
+        raise NotImplementedError
+
+    def holds(self, key: str, sha256: str) -> bool:
+        """``key`` exists and holds a file with this SHA-256 (hex)."""
+        raise NotImplementedError
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Delete every key below ``prefix/``."""
         raise NotImplementedError
 
     def download_file(
@@ -150,34 +163,67 @@ class Store:
         """Download ``key`` to ``path``: into ``.<name>.part`` (an interrupted download
         continues there on the next call), checked against ``sha256`` (a manifest's)
         or ``checksum`` (the store's, :meth:`checksum`), then renamed."""
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = partial_path(target)
-        self._fetch(key, partial)
         expected = Checksum("sha256", sha256) if sha256 is not None else checksum
-        if expected is not None and expected.of(partial) != expected.value:
-            partial.unlink(missing_ok=True)
-            source = "the manifest" if sha256 is not None else "the store's checksum"
-            raise ChecksumMismatch(
-                f"{self.url(key)}: {expected.algorithm.upper()} differs from {source}; the "
-                "download was refused (the object is corrupted or was replaced)"
-            )
-        os.replace(partial, target)
-        return target
+        return self.download_files([(key, Path(path), expected)])[0]
+
+    def download_files(self, items: list[tuple[str, Path, Checksum | None]]) -> list[Path]:
+        """Download each ``(key, path, expected checksum)`` as :meth:`download_file` does,
+        concurrently where the store can; every file is checked before its rename."""
+        pairs = []
+        for key, target, _ in items:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            pairs.append((key, partial_path(Path(target))))
+        self._fetch_many(pairs)
+        out = []
+        for (key, target, expected), (_, partial) in zip(items, pairs, strict=True):
+            if expected is not None and expected.of(partial) != expected.value:
+                partial.unlink(missing_ok=True)
+                raise ChecksumMismatch(
+                    f"{self.url(key)}: {expected.algorithm.upper()} differs from the one recorded "
+                    "for it; the download was refused (the object is corrupted or was replaced)"
+                )
+            os.replace(partial, target)
+            out.append(Path(target))
+        return out
+
+    def _fetch_many(self, pairs: list[tuple[str, Path]]) -> None:
+        for key, partial in pairs:
+            self._fetch(key, partial)
 
     def download_checked(self, key: str, path: str | os.PathLike) -> Path:
         """Download ``key``, checked against the checksum the store keeps of it."""
         return self.download_file(key, path, checksum=self.checksum(key))
 
-    def upload_dir(self, folder: str | os.PathLike, prefix: str) -> dict[str, dict[str, Any]]:
-        """Upload every file below ``folder``; returns ``{relative path: {size, sha256}}``."""
+    def upload_files(self, items: list[tuple[Path, str, str]]) -> None:
+        """Upload each ``(path, key, sha256)``, concurrently where the store can."""
+        for path, key, sha in items:
+            self.upload_file(path, key, sha256=sha)
+
+    def upload_dir(
+        self, folder: str | os.PathLike, prefix: str, *, skip_same: bool = True
+    ) -> dict[str, dict[str, Any]]:
+        """Upload every file below ``folder``; returns ``{relative path: {size, sha256}}``.
+
+        ``skip_same``: a file whose key already holds the same SHA-256 is not sent
+        again (a resumed run's checkpoint, a model registered twice)."""
         files: dict[str, dict[str, Any]] = {}
+        todo: list[tuple[Path, str, str]] = []
         root = Path(folder)
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
             rel = path.relative_to(root).as_posix()
             files[rel] = {"size": path.stat().st_size, "sha256": sha256_file(path)}
-            self.upload_file(path, join(prefix, rel))
+            todo.append((path, join(prefix, rel), files[rel]["sha256"]))
+        if skip_same:
+            held = self._held([(key, sha) for _, key, sha in todo])
+            todo = [item for item, same in zip(todo, held, strict=True) if not same]
+        self.upload_files(todo)
+        self.sent = len(todo)
         return files
+
+    def _held(self, pairs: list[tuple[str, str]]) -> list[bool]:
+        return [self.holds(key, sha) for key, sha in pairs]
+
+    sent: int = 0  #: files the last :meth:`upload_dir` sent (the others were there)
 
 
 class FileStore(Store):
@@ -223,7 +269,7 @@ class FileStore(Store):
             if path.is_file() and not path.name.startswith("."):
                 yield path.relative_to(self.root).as_posix()
 
-    def upload_file(self, path: str | os.PathLike, key: str) -> None:
+    def upload_file(self, path: str | os.PathLike, key: str, *, sha256: str | None = None) -> None:
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
@@ -235,6 +281,15 @@ class FileStore(Store):
             os.replace(tmp, target)
         finally:
             Path(tmp).unlink(missing_ok=True)
+
+    def holds(self, key: str, sha256: str) -> bool:
+        target = self._path(key)
+        return target.is_file() and sha256_file(target) == sha256
+
+    def delete_prefix(self, prefix: str) -> None:
+        import shutil
+
+        shutil.rmtree(self._path(prefix), ignore_errors=True)
 
     def checksum(self, key: str) -> Checksum:
         source = self._path(key)
@@ -281,8 +336,9 @@ def s3_client() -> Any:
 class S3Store(Store):
     """``s3://bucket/prefix``."""
 
-    def __init__(self, uri: str, client: Any = None):
+    def __init__(self, uri: str, client: Any = None, transfer: TransferSettings | None = None):
         super().__init__(uri)
+        self.transfer = transfer or TransferSettings.resolve()
         parsed = urlparse(uri)
         if not parsed.netloc:
             raise StorageError(f"{uri}: an S3 URI needs a bucket, e.g. s3://my-bucket/models")
@@ -295,6 +351,7 @@ class S3Store(Store):
 
     def _call(self, what: str, key: str, fn, *args, **kwargs):
         from botocore.exceptions import BotoCoreError, ClientError
+        from s3transfer.exceptions import RetriesExceededError
 
         try:
             return fn(*args, **kwargs)
@@ -308,10 +365,15 @@ class S3Store(Store):
             if code in ("NoSuchBucket",):
                 raise StorageError(f"s3://{self.bucket}: no such bucket; create it first") from None
             raise
-        except BotoCoreError as exc:
+        except (BotoCoreError, RetriesExceededError) as exc:
             raise StorageError(
                 f"{self.url(key)}: {what} failed ({exc}); check AWS_ENDPOINT_URL and the network"
             ) from None
+
+    def _manager(self) -> Any:
+        from s3transfer.manager import TransferManager
+
+        return TransferManager(self.client, self.transfer.boto())
 
     def put_bytes(self, key: str, data: bytes, *, if_absent: bool = False) -> bool:
         from botocore.exceptions import ClientError
@@ -352,65 +414,94 @@ class S3Store(Store):
             for obj in page.get("Contents", []):
                 yield obj["Key"][strip:]
 
-    def upload_file(self, path: str | os.PathLike, key: str) -> None:
-        """One PUT, or a multipart upload from ``MULTIPART_THRESHOLD`` on; S3 checks each
-        part's SHA-256, and the object exists only once the upload completes."""
-        size = Path(path).stat().st_size
-        if size < MULTIPART_THRESHOLD:
-            data = Path(path).read_bytes()
-            self._call(
-                "uploading",
+    def upload_file(self, path: str | os.PathLike, key: str, *, sha256: str | None = None) -> None:
+        """Upload one file (see :meth:`upload_files`)."""
+        self.upload_files([(Path(path), key, sha256 or sha256_file(path))])
+
+    def upload_files(self, items: list[tuple[Path, str, str]]) -> None:
+        """Upload ``(path, key, sha256)`` items through s3transfer, ``max_concurrency``
+        requests at once: one PUT below the threshold, else a multipart upload whose
+        parts S3 checks by SHA-256; an object exists only once it is complete, and a
+        failed upload is aborted. Each object's metadata names its SHA-256.
+
+        A killed process cannot abort its upload: the unfinished uploads of these keys
+        are aborted first."""
+        if not items:
+            return
+        big = {
+            self._key(key)
+            for path, key, _ in items
+            if path.stat().st_size >= self.transfer.threshold
+        }
+        if big:
+            self._call("uploading", items[0][1], self._abort_stale_uploads, big)
+        first = items[0][1]
+        manager = self._manager()
+        futures = []
+        try:
+            for path, key, sha in items:
+                extra = {"ChecksumAlgorithm": "SHA256", "Metadata": {SHA256_META: sha}}
+                futures.append(manager.upload(str(path), self.bucket, self._key(key), extra))
+            for future in futures:
+                self._call("uploading", first, future.result)
+        except BaseException:
+            manager.shutdown(cancel=True)
+            raise
+        manager.shutdown()
+
+    def _abort_stale_uploads(self, keys: set[str]) -> None:
+        """Abort unfinished multipart uploads of ``keys`` (a killed earlier attempt's)."""
+        common = os.path.commonprefix(sorted(keys))  # noqa: RUF071 - a key prefix, not a path
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=common):
+            for upload in page.get("Uploads", []):
+                if upload["Key"] in keys:
+                    self.client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                    )
+
+    def holds(self, key: str, sha256: str) -> bool:
+        """The object's metadata (or its full-object SHA-256) names this SHA-256."""
+        from botocore.exceptions import ClientError
+
+        try:
+            found = self._call(
+                "reading",
                 key,
-                self.client.put_object,
+                self.client.head_object,
                 Bucket=self.bucket,
                 Key=self._key(key),
-                Body=data,
-                ChecksumSHA256=_b64sha256(data),
+                ChecksumMode="ENABLED",
             )
-            return
-        self._call("uploading", key, self._multipart, Path(path), key)
-
-    def _abort_stale_uploads(self, full: str) -> None:
-        """Abort unfinished multipart uploads of ``full`` (a killed earlier attempt's)."""
-        listing = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=full)
-        for upload in listing.get("Uploads", []):
-            if upload["Key"] == full:
-                self.client.abort_multipart_upload(
-                    Bucket=self.bucket, Key=full, UploadId=upload["UploadId"]
-                )
-
-    def _multipart(self, path: Path, key: str) -> None:
-        full = self._key(key)
-        self._abort_stale_uploads(full)
-        upload_id = self.client.create_multipart_upload(
-            Bucket=self.bucket, Key=full, ChecksumAlgorithm="SHA256"
-        )["UploadId"]
-        parts = []
-        try:
-            with path.open("rb") as fh:
-                for number in itertools.count(1):
-                    chunk = fh.read(CHUNK)
-                    if not chunk:
-                        break
-                    digest = _b64sha256(chunk)
-                    out = self.client.upload_part(
-                        Bucket=self.bucket,
-                        Key=full,
-                        UploadId=upload_id,
-                        PartNumber=number,
-                        Body=chunk,
-                        ChecksumSHA256=digest,
-                    )
-                    parts.append(
-                        {"ETag": out["ETag"], "PartNumber": number, "ChecksumSHA256": digest}
-                    )
-            self.client.complete_multipart_upload(
-                Bucket=self.bucket, Key=full, UploadId=upload_id, MultipartUpload={"Parts": parts}
-            )
-        except BaseException:
-            with contextlib.suppress(Exception):  # the store may be gone: the next attempt aborts
-                self.client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload_id)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                return False
             raise
+        if found.get("Metadata", {}).get(SHA256_META) == sha256:
+            return True
+        full = found.get("ChecksumSHA256", "")
+        return bool(full) and "-" not in full and base64.b64decode(full).hex() == sha256
+
+    def _held(self, pairs: list[tuple[str, str]]) -> list[bool]:
+        """:meth:`holds` of each pair, ``max_concurrency`` HEADs at once."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        if len(pairs) < 2:
+            return [self.holds(key, sha) for key, sha in pairs]
+        with ThreadPoolExecutor(self.transfer.max_concurrency) as pool:
+            return list(pool.map(lambda pair: self.holds(*pair), pairs))
+
+    def delete_prefix(self, prefix: str) -> None:
+        keys = [self._key(k) for k in self.list_keys(prefix.rstrip("/") + "/")]
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": k} for k in keys[start : start + 1000]]
+            self._call(
+                "deleting",
+                prefix,
+                self.client.delete_objects,
+                Bucket=self.bucket,
+                Delete={"Objects": batch, "Quiet": True},
+            )
 
     def checksum(self, key: str) -> Checksum:
         """S3's SHA-256 of the object (ours: every upload sends one), whole or of its
@@ -453,6 +544,50 @@ class S3Store(Store):
             )
         return Checksum("md5", etag.split("-", 1)[0], part_size)
 
+    def _fetch_many(self, pairs: list[tuple[str, Path]]) -> None:
+        """Fresh downloads through s3transfer (ranged GETs of ``part_size``,
+        ``max_concurrency`` at once, files concurrently) into a :class:`PrefixWriter`;
+        an earlier attempt's ``.part`` is cut to its complete prefix and continued by
+        :meth:`_fetch` (s3transfer cannot resume: see :mod:`gmpo_kfp.transfer`)."""
+        fresh = []
+        for key, partial in pairs:
+            if resumable_prefix(partial):
+                self._fetch(key, partial)
+            else:
+                fresh.append((key, partial))
+        if not fresh:
+            return
+        manager = self._manager()
+        writers: list[PrefixWriter] = []
+        done: list[bool] = []
+        try:
+            futures = []
+            for key, partial in fresh:
+                writers.append(PrefixWriter(partial, self.transfer.part_size))
+                done.append(False)
+                futures.append(manager.download(self.bucket, self._key(key), writers[-1]))
+            for i, ((key, _), future) in enumerate(zip(fresh, futures, strict=True)):
+                self._fetch_result(key, future)
+                done[i] = True
+        except BaseException:
+            manager.shutdown(cancel=True)
+            raise
+        else:
+            manager.shutdown()
+        finally:
+            for writer, complete in zip(writers, done, strict=False):
+                writer.close(complete=complete)
+
+    def _fetch_result(self, key: str, future: Any) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._call("downloading", key, future.result)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                raise StorageError(f"{self.url(key)} does not exist; check the URI") from None
+            raise
+
     def _fetch(self, key: str, target: Path) -> None:
         """Append to ``target`` from where it ends (a ranged GET); restart when the
         object changed size under it."""
@@ -481,10 +616,6 @@ class S3Store(Store):
 def _copy_stream(body: Any, fh: Any) -> None:
     for block in body.iter_chunks(CHUNK):
         fh.write(block)
-
-
-def _b64sha256(data: bytes) -> str:
-    return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
 def open_store(uri: str, **kwargs: Any) -> Store:

@@ -22,20 +22,43 @@ Store layout::
 ``latest.json`` (``sft-model.json``) is written after every file it names, so a
 reader only ever restores a complete one; every restored file is checked against
 its SHA-256.
+
+Mirroring runs in the background, so training never waits for it:
+
+- a watcher thread finds each new complete checkpoint and snapshots it with hard
+  links under ``work_dir/.mirroring/`` (instant, no copy; the engine may rotate its
+  own folder away meanwhile);
+- one uploader thread sends one checkpoint at a time, its files ``max_concurrency``
+  requests at once (:mod:`gmpo_kfp.transfer`), at a lower CPU priority than
+  training; behind it a bounded queue (``storage.mirror_queue``, default 1) holds
+  the next ones, and a newer checkpoint replaces the oldest waiting one when full;
+- ``latest.json`` moves to a checkpoint only after all its files are up; then, with
+  ``trainer.max_ckpt_to_keep`` = K, all but the newest K mirrored checkpoints are
+  deleted (and any left half-sent by a killed attempt);
+- a file whose key already holds the same SHA-256 is not sent again.
+
+A run killed while a checkpoint is in flight leaves the previous one as the latest.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
+import queue
+import shutil
 import sys
 import threading
 from pathlib import Path
 
 from gmpo_kfp import storage
 from gmpo_kfp.engines.base import Checkpoint, CheckpointLayout, latest
+from gmpo_kfp.transfer import TransferSettings
 
 LATEST = "latest.json"
+STAGING = ".mirroring"
+#: how much lower than training the uploader's CPU priority is (Linux nice)
+NICE = 10
 METRICS = "metrics.jsonl"
 WARMUP = "sft-model"
 WARMUP_POINTER = "sft-model.json"
@@ -55,6 +78,9 @@ class CheckpointMirror:
         layout: CheckpointLayout,
         *,
         poll_s: float = 1.0,
+        keep: int | None = None,
+        queue_size: int = 1,
+        transfer: TransferSettings | None = None,
     ):
         self.output_uri = output_uri.rstrip("/")
         self.uri = f"{self.output_uri}/checkpoints"
@@ -62,15 +88,23 @@ class CheckpointMirror:
         self.root = self.work_dir / "checkpoints"
         self.layout = layout
         self.poll_s = poll_s
+        self.keep = keep
+        self.transfer = transfer
+        self.staging = self.work_dir / STAGING
         self.mirrored: list[int] = []  # steps uploaded by this mirror, in order
+        self.dropped: list[int] = []  # steps a newer checkpoint replaced in the queue
+        self._seen = -1  # newest step queued (or already mirrored)
+        self._queue: queue.Queue[Checkpoint] = queue.Queue(maxsize=max(1, queue_size))
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._drain = threading.Event()
+        self._threads: list[threading.Thread] = []
         self._error: BaseException | None = None
+        self._kept: list[str] = []  # mirrored checkpoints, oldest first (latest.json's)
         self._latest: dict = {}  # the body of the latest.json this mirror wrote
         self._metrics_seen = -1  # size of the metrics file last uploaded
 
     def _store(self) -> storage.Store:
-        return storage.open_store(self.uri)
+        return storage.open_store(self.uri, transfer=self.transfer)
 
     # ------------------------------------------------------------------ restore
 
@@ -84,11 +118,16 @@ class CheckpointMirror:
         name, step = body["checkpoint"], int(body["step"])
         local = self.root / name
         here = latest(self.layout, self.root)
+        self._kept = list(body.get("kept") or [name])
         if here is None or here.step < step:
-            for rel, meta in body["files"].items():
-                store.download_file(f"{name}/{rel}", local / rel, sha256=meta["sha256"])
+            files = [
+                (f"{name}/{rel}", local / rel, storage.Checksum("sha256", meta["sha256"]))
+                for rel, meta in body["files"].items()
+            ]
             if body.get("metrics"):
-                store.download_file(METRICS, self.work_dir / METRICS, sha256=body["metrics"])
+                metrics = storage.Checksum("sha256", body["metrics"])
+                files.append((METRICS, self.work_dir / METRICS, metrics))
+            store.download_files(files)
         checkpoint = Checkpoint(step, local)
         self.layout.restored(self.root, checkpoint)
         _say(f"restored {name} (step {step}) from {store.url(name)}")
@@ -98,7 +137,7 @@ class CheckpointMirror:
 
     def save_warmup(self, folder: str | Path, info: dict | None) -> None:
         """Upload the warm-up model, then ``sft-model.json`` naming its files."""
-        store = storage.open_store(self.output_uri)
+        store = storage.open_store(self.output_uri, transfer=self.transfer)
         files = store.upload_dir(folder, WARMUP)
         body = {"files": files, "info": info}
         store.put_bytes(WARMUP_POINTER, json.dumps(body, sort_keys=True).encode())
@@ -113,15 +152,19 @@ class CheckpointMirror:
         returns its warm-up figures, or None when none was mirrored."""
         from gmpo_kfp.evaluation.models import replace_dir
 
-        store = storage.open_store(self.output_uri)
+        store = storage.open_store(self.output_uri, transfer=self.transfer)
         raw = store.get_bytes(WARMUP_POINTER)
         if raw is None:
             return None
         body = json.loads(raw)
         target = Path(folder)
         staging = target.parent / f".{target.name}.restoring"
-        for rel, meta in body["files"].items():
-            store.download_file(f"{WARMUP}/{rel}", staging / rel, sha256=meta["sha256"])
+        store.download_files(
+            [
+                (f"{WARMUP}/{rel}", staging / rel, storage.Checksum("sha256", meta["sha256"]))
+                for rel, meta in body["files"].items()
+            ]
+        )
         replace_dir(staging, target)
         _say(f"restored the warm-up model from {store.url(WARMUP)}")
         return body.get("info") or {}
@@ -129,13 +172,36 @@ class CheckpointMirror:
     # ------------------------------------------------------------------ mirror
 
     def upload(self, checkpoint: Checkpoint) -> None:
-        """Upload one checkpoint, then the metrics file, then point ``latest.json`` at it."""
+        """Upload one checkpoint (files already there with the same SHA-256 are skipped),
+        then the metrics file, then point ``latest.json`` at it; then apply retention."""
         store = self._store()
         files = store.upload_dir(checkpoint.path, checkpoint.name)
-        self._latest = {"checkpoint": checkpoint.name, "step": checkpoint.step, "files": files}
+        kept = [n for n in self._kept if n != checkpoint.name] + [checkpoint.name]
+        if self.keep:
+            kept = kept[-self.keep :]
+        self._latest = {
+            "checkpoint": checkpoint.name,
+            "step": checkpoint.step,
+            "files": files,
+            "kept": kept,
+        }
         self._put_latest(store)
+        self._kept = kept
         self.mirrored.append(checkpoint.step)
-        _say(f"checkpoint {checkpoint.name} (step {checkpoint.step}) mirrored to {self.uri}")
+        _say(
+            f"checkpoint {checkpoint.name} (step {checkpoint.step}) mirrored to {self.uri}"
+            + (f" ({store.sent} of {len(files)} files sent)" if store.sent < len(files) else "")
+        )
+        if self.keep:
+            self._prune(store)
+
+    def _prune(self, store: storage.Store) -> None:
+        """Delete every mirrored checkpoint folder but the kept ones (older ones, and any
+        a killed attempt left half-sent), once the newest is complete."""
+        names = {k.split("/", 1)[0] for k in store.list_keys() if "/" in k}
+        for name in sorted(names - set(self._kept)):
+            store.delete_prefix(name)
+            _say(f"deleted mirrored {name} (keeping the newest {self.keep})")
 
     def _put_latest(self, store: storage.Store) -> None:
         """The metrics file as it is now, then ``latest.json`` naming it and the checkpoint.
@@ -171,22 +237,73 @@ class CheckpointMirror:
                 steps.append(int(json.loads(line)["step"]))
         return bool(steps) and max(steps) >= step
 
+    def _snapshot(self, checkpoint: Checkpoint) -> Checkpoint:
+        """Hard links of the checkpoint's files under ``.mirroring/`` (the checkpoint
+        itself where the file system refuses links)."""
+        target = self.staging / checkpoint.name
+        shutil.rmtree(target, ignore_errors=True)
+        try:
+            for path in sorted(p for p in checkpoint.path.rglob("*") if p.is_file()):
+                link = target / path.relative_to(checkpoint.path)
+                link.parent.mkdir(parents=True, exist_ok=True)
+                os.link(path, link)
+        except FileNotFoundError:
+            shutil.rmtree(target, ignore_errors=True)
+            raise  # rotated away while linking: a newer one is there
+        except OSError:
+            shutil.rmtree(target, ignore_errors=True)
+            return checkpoint
+        return Checkpoint(checkpoint.step, target)
+
+    def _release(self, checkpoint: Checkpoint) -> None:
+        if self.staging in checkpoint.path.parents:
+            shutil.rmtree(checkpoint.path, ignore_errors=True)
+
     def scan(self, *, final: bool = False) -> None:
-        """Upload the newest complete checkpoint if it is newer than the last one mirrored,
+        """Queue the newest complete checkpoint if it is newer than the last one queued,
         once its step's metrics record is written (verl logs a step after saving it; a
-        restore would miss it otherwise; ``final``: the run is over, upload anyway); else
-        refresh the mirrored metrics file when it has grown."""
+        restore would miss it otherwise; ``final``: the run is over, queue it anyway).
+        A full queue drops its oldest waiting checkpoint: the newer one supersedes it."""
         newest = latest(self.layout, self.root)
-        if newest is not None and not (self.mirrored and newest.step <= self.mirrored[-1]):
-            if not final and not self._metrics_reach(newest.step):
-                return
-            # FileNotFoundError: rotated away by the engine while uploading; a newer one is there
-            with contextlib.suppress(FileNotFoundError):
-                self.upload(newest)
+        if newest is None or newest.step <= self._seen:
             return
-        metrics = self.work_dir / METRICS
-        if self._latest and metrics.exists() and metrics.stat().st_size != self._metrics_seen:
-            self._put_latest(self._store())
+        if not final and not self._metrics_reach(newest.step):
+            return
+        try:
+            snap = self._snapshot(newest)
+        except FileNotFoundError:
+            return
+        self._seen = newest.step
+        while True:
+            try:
+                self._queue.put_nowait(snap)
+                return
+            except queue.Full:
+                with contextlib.suppress(queue.Empty):
+                    old = self._queue.get_nowait()
+                    self.dropped.append(old.step)
+                    self._release(old)
+
+    def flush(self) -> None:
+        """Upload what is queued now, in this thread (a mirror that was not started)."""
+        while self._upload_next(0):
+            pass
+
+    def _upload_next(self, timeout: float) -> bool:
+        """Upload the next queued checkpoint (False: none came within ``timeout``); with
+        none, refresh the mirrored metrics file when it has grown."""
+        try:
+            checkpoint = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            metrics = self.work_dir / METRICS
+            if self._latest and metrics.exists() and metrics.stat().st_size != self._metrics_seen:
+                self._put_latest(self._store())
+            return False
+        try:
+            self.upload(checkpoint)
+        finally:
+            self._release(checkpoint)
+        return True
 
     def _watch(self) -> None:
         try:
@@ -195,23 +312,48 @@ class CheckpointMirror:
         except BaseException as exc:  # re-raised in the training thread by stop()
             self._error = exc
 
+    def _uploader(self) -> None:
+        with contextlib.suppress(OSError, AttributeError):  # Linux: nice is per thread
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
+        try:
+            while not self._stop.is_set() or (self._drain.is_set() and not self._queue.empty()):
+                self._upload_next(self.poll_s)
+        except BaseException as exc:
+            self._error = exc
+            self._stop.set()
+
     def start(self) -> CheckpointMirror:
-        """Mirror the current newest checkpoint as already there, then watch for new ones."""
+        """Take the current newest checkpoint as mirrored, then watch for new ones."""
         here = latest(self.layout, self.root)
         if here is not None:
             self.mirrored.append(here.step)
-        self._thread = threading.Thread(target=self._watch, name="gmpo-mirror", daemon=True)
-        self._thread.start()
+            self._seen = here.step
+        shutil.rmtree(self.staging, ignore_errors=True)
+        for target, name in ((self._watch, "gmpo-mirror"), (self._uploader, "gmpo-upload")):
+            self._threads.append(threading.Thread(target=target, name=name, daemon=True))
+            self._threads[-1].start()
         return self
 
-    def stop(self) -> None:
-        """Stop watching and mirror what the run ended with; a mirror failure raises here."""
+    def _join(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        for thread in self._threads:
+            thread.join()
+        self._threads = []
+
+    def stop(self) -> None:
+        """Stop watching, queue what the run ended with and wait until everything queued
+        is mirrored; a mirror failure raises here."""
+        self._stop.set()
+        if self._threads:
+            self._threads[0].join()  # the watcher
+        if self._error is None:
+            self.scan(final=True)
+            self._drain.set()
+        self._join()
         if self._error is not None:
             raise self._error
-        self.scan(final=True)
+        self.flush()  # the uploader may have stopped before the last one was queued
+        shutil.rmtree(self.staging, ignore_errors=True)
 
     def __enter__(self) -> CheckpointMirror:
         return self.start()
@@ -219,7 +361,5 @@ class CheckpointMirror:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.stop()
-        else:  # the run failed: stop watching, keep its error
-            self._stop.set()
-            if self._thread is not None:
-                self._thread.join()
+        else:  # the run failed: stop watching and uploading, keep its error
+            self._join()

@@ -174,7 +174,16 @@ def train(
     auto = config.trainer.resume == "auto"
     if not auto:
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    mirror = CheckpointMirror(output_uri, out, layout) if output_uri else None
+    mirror = None
+    if output_uri:
+        mirror = CheckpointMirror(
+            output_uri,
+            out,
+            layout,
+            keep=config.trainer.max_ckpt_to_keep,
+            queue_size=config.storage.mirror_queue,
+            transfer=config.storage.transfer(),
+        )
     restored = mirror.restore() if mirror and auto else None
     resume = latest(layout, out / "checkpoints") if auto else None
 

@@ -148,6 +148,7 @@ def trl_args(config: TrainConfig, output_dir: str, *, max_steps: int) -> GRPOCon
         logging_steps=per_rollout,
         save_strategy="steps" if save else "no",
         save_steps=c.trainer.save_freq * per_rollout if save else 500,
+        save_total_limit=c.trainer.max_ckpt_to_keep,
         report_to=[],
         disable_tqdm=True,
         log_completions=False,

@@ -241,6 +241,9 @@ def verl_override_map(config: TrainConfig, device: str = "gpu") -> dict[str, Any
     if c.trainer.total_steps is not None:
         o["trainer.total_training_steps"] = c.trainer.total_steps
     o["trainer.save_freq"] = c.trainer.save_freq
+    if c.trainer.max_ckpt_to_keep is not None:
+        o["trainer.max_actor_ckpt_to_keep"] = c.trainer.max_ckpt_to_keep
+        o["trainer.max_critic_ckpt_to_keep"] = c.trainer.max_ckpt_to_keep
     o["trainer.test_freq"] = c.trainer.test_freq
     o["trainer.val_before_train"] = c.trainer.val_before_train
     o["trainer.resume_mode"] = c.trainer.resume

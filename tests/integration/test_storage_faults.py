@@ -13,8 +13,6 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -30,6 +28,7 @@ from gmpo_kfp.storage import (
     s3_client,
     sha256_file,
 )
+from tests.support.faulty_proxy import Proxy
 from tests.support.s3server import free_port, moto_server, s3_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,37 +51,6 @@ def big_file(tmp_path_factory):
         for i in range(SIZE // len(block)):
             fh.write(bytes([i % 251]) + block[1:])
     return path
-
-
-class Proxy:
-    """tests/support/faulty_proxy.py as a child process on a fixed port."""
-
-    def __init__(self, target: int):
-        self.port, self.target, self.proc = free_port(), target, None
-
-    def start(self, **budget: int) -> str:
-        args = [f"--{k.replace('_', '-')}={v}" for k, v in budget.items()]
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.support.faulty_proxy",
-                str(self.port),
-                str(self.target),
-                *args,
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout.readline().strip() == "ready"
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-        if self.proc:
-            self.proc.wait()
 
 
 def client_for(endpoint: str):

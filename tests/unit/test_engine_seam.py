@@ -128,6 +128,7 @@ def test_a_corrupted_mirrored_file_is_refused(tmp_path):
     write_checkpoint(work / "checkpoints", 2, b"two")
     mirror = CheckpointMirror(store_uri, work, VerlLayout())
     mirror.scan()
+    mirror.flush()
     (tmp_path / "bucket" / "checkpoints" / "global_step_2" / "actor" / "weights.bin").write_bytes(
         b"bad"
     )
