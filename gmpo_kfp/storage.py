@@ -666,14 +666,15 @@ def fetch_dir(uri: str, folder: str | os.PathLike) -> Path:
     store = open_store(uri)
     raw = store.get_bytes(FILES_MANIFEST)
     if raw is not None:  # written by push_dir: exactly these files, with these checksums
-        for rel, meta in json.loads(raw)["files"].items():
-            store.download_file(rel, Path(folder) / rel, sha256=meta["sha256"])
+        files = json.loads(raw)["files"]
+        store.download_files(
+            [(rel, Path(folder) / rel, Checksum("sha256", m["sha256"])) for rel, m in files.items()]
+        )
         return Path(folder)
     keys = [k for k in store.list_keys() if k != FILES_MANIFEST]
     if not keys:
         raise StorageError(f"{uri} holds no files; check the URI")
-    for key in keys:
-        store.download_checked(key, Path(folder) / key)
+    store.download_files([(key, Path(folder) / key, store.checksum(key)) for key in keys])
     return Path(folder)
 
 

@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 from gmpo_kfp import metrics as M
 from gmpo_kfp.storage import open_store, s3_client
 from gmpo_kfp.workflow import stages
-from tests.integration.test_stages_s3 import SHORT
+from tests.integration.test_stages_s3 import SHORT, prepare_arithmetic
 from tests.support.s3server import moto_server, s3_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,12 +60,7 @@ def latest_step(store) -> int:
 
 
 def test_sigkill_mid_run_then_restart_matches_an_uninterrupted_run(tmp_path, bucket):
-    stages.prepare_data(
-        source="arithmetic",
-        limit=64,
-        train_path=str(tmp_path / "t.parquet"),
-        val_path=str(tmp_path / "v.parquet"),
-    )
+    prepare_arithmetic(tmp_path)
     straight = stages.train_stage(**step_kwargs(tmp_path, f"{bucket}/straight", "w0"))
 
     output = f"{bucket}/preempted"
@@ -119,28 +114,83 @@ def kill_session(worker: subprocess.Popen) -> None:
     assert not _session_pids(sid), "processes of the killed step survived"
 
 
-def preempt(kwargs: dict, store, kill_after: int, tmp_path: Path, wait_s: float = 400) -> None:
+def preempt(
+    kwargs: dict,
+    store,
+    kill_after: int,
+    tmp_path: Path,
+    wait_s: float = 400,
+    *,
+    env: dict | None = None,
+    also=lambda: True,
+) -> None:
     """Run a train step in its own process and session; SIGKILL all of it once checkpoint
-    ``kill_after`` is in the store, as a node loss does to a pod."""
+    ``kill_after`` is in the store (and ``also()`` holds), as a node loss does to a pod."""
     log = tmp_path / "worker.log"  # verl says a lot: a pipe nobody reads would block it
     with log.open("w") as sink:
         worker = subprocess.Popen(
             [sys.executable, "-m", "tests.support.preempt_worker", json.dumps(kwargs)],
             cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env={**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)},
             stdout=sink,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own session: verl's Ray processes die with it
         )
     try:
         deadline = time.monotonic() + wait_s
-        while latest_step(store) < kill_after:
+        while latest_step(store) < kill_after or not also():
             assert worker.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, "no checkpoint reached the store in time"
             time.sleep(0.05)
     finally:
         kill_session(worker)
     assert worker.returncode == -signal.SIGKILL
+
+
+def in_flight(store) -> list[str]:
+    """Checkpoint folders in the store that ``latest.json`` does not name: being sent."""
+    raw = store.get_bytes("checkpoints/latest.json")
+    kept = set(json.loads(raw)["kept"]) if raw else set()
+    names = {k.split("/")[1] for k in store.list_keys("checkpoints/") if k.count("/") >= 2}
+    return sorted(names - kept)
+
+
+def test_killed_while_a_checkpoint_is_in_flight_the_previous_one_stays_latest(tmp_path, bucket):
+    """The store is slow (a shaped link): checkpoints go up in the background while
+    training runs on; the step is killed while one is half-sent."""
+    from tests.support.faulty_proxy import Proxy
+
+    prepare_arithmetic(tmp_path)
+    output = f"{bucket}/in-flight"
+    store = open_store(output)
+    proxy = Proxy(int(os.environ["AWS_ENDPOINT_URL"].rsplit(":", 1)[1]))
+    slow = proxy.start(rate=150_000, delay_ms=20)  # 150 kB/s a stream: seconds a checkpoint
+    kwargs = step_kwargs(tmp_path, output, "w1")
+    kwargs["overrides"].append("trainer.max_ckpt_to_keep=2")
+    try:
+        preempt(
+            kwargs,
+            store,
+            SAVE_EVERY,
+            tmp_path,
+            env={"AWS_ENDPOINT_URL": slow},
+            also=lambda: bool(in_flight(store)),
+        )
+    finally:
+        proxy.stop()
+    body = json.loads(store.get_bytes("checkpoints/latest.json"))
+    half_sent = in_flight(store)
+    assert half_sent and body["checkpoint"] not in half_sent
+    for rel, meta in body["files"].items():  # the latest one is whole
+        key = f"checkpoints/{body['checkpoint']}/{rel}"
+        assert store.holds(key, meta["sha256"]), key
+    done_at_kill = max(r["step"] for r in M.read_metrics(tmp_path / "w1" / "metrics.jsonl"))
+    assert body["step"] < done_at_kill < STEPS
+
+    resumed = stages.train_stage(**step_kwargs(tmp_path, output, "w2"))
+    assert resumed["restored_step"] == body["step"]
+    assert resumed["metrics"]["steps"] == STEPS
+    assert latest_step(store) == STEPS
 
 
 VERL_STEPS, VERL_SAVE_EVERY, VERL_KILL_AFTER = 12, 2, 4
@@ -162,12 +212,7 @@ def verl_step_kwargs(tmp_path: Path, output: str, work: str) -> dict:
 
 @pytest.mark.slow
 def test_verl_step_sigkilled_then_restarted_resumes_from_the_mirrored_checkpoint(tmp_path, bucket):
-    stages.prepare_data(
-        source="arithmetic",
-        limit=128,
-        train_path=str(tmp_path / "t.parquet"),
-        val_path=str(tmp_path / "v.parquet"),
-    )
+    prepare_arithmetic(tmp_path, 128)
     output = f"{bucket}/verl-preempted"
     store = open_store(output)
     preempt(verl_step_kwargs(tmp_path, output, "w1"), store, VERL_KILL_AFTER, tmp_path)

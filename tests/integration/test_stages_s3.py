@@ -23,6 +23,16 @@ SHORT = [
 ]
 
 
+def prepare_arithmetic(tmp_path, limit: int = 64) -> None:
+    """The arithmetic task's parquet files, ``t.parquet`` and ``v.parquet``, in ``tmp_path``."""
+    stages.prepare_data(
+        source="arithmetic",
+        limit=limit,
+        train_path=str(tmp_path / "t.parquet"),
+        val_path=str(tmp_path / "v.parquet"),
+    )
+
+
 @pytest.fixture(scope="module")
 def bucket():
     with moto_server() as url, s3_env(url):
@@ -61,12 +71,7 @@ def test_prepare_reads_a_source_from_s3_and_splits_off_validation(tmp_path, buck
 
 
 def test_a_retried_train_step_resumes_from_the_checkpoint_in_s3(tmp_path, bucket):
-    stages.prepare_data(
-        source="arithmetic",
-        limit=64,
-        train_path=str(tmp_path / "t.parquet"),
-        val_path=str(tmp_path / "v.parquet"),
-    )
+    prepare_arithmetic(tmp_path)
     output = f"{bucket}/runs/r1"
     kwargs = {
         "preset": "tiny-cpu",

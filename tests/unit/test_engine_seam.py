@@ -4,6 +4,7 @@ layouts of both engines and the mirror that uploads and restores them."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 
 import pytest
@@ -163,3 +164,74 @@ def test_a_one_record_metrics_file_counts_its_record(tmp_path):
     (tmp_path / "metrics.jsonl").write_text('{"step": 2, "data": {}}\n')
     mirror = CheckpointMirror(str(tmp_path / "bucket"), tmp_path, VerlLayout())
     assert mirror._metrics_reach(2) and not mirror._metrics_reach(3)
+
+
+def test_retention_keeps_the_newest_k_and_deletes_what_a_killed_attempt_left(tmp_path):
+    store_uri = str(tmp_path / "bucket")
+    work = tmp_path / "pod1"
+    store = open_store(f"{store_uri}/checkpoints")
+    store.put_bytes("global_step_1/actor/weights.bin", b"half-sent by a killed pod")
+    mirror = CheckpointMirror(store_uri, work, VerlLayout(), keep=2)
+    for step in (2, 4, 6):
+        write_checkpoint(work / "checkpoints", step, str(step).encode())
+        mirror.scan()
+        mirror.flush()
+    names = sorted({k.split("/")[0] for k in store.list_keys() if "/" in k})
+    assert names == ["global_step_4", "global_step_6"]
+    body = json.loads(store.get_bytes("latest.json"))
+    assert (body["step"], body["kept"]) == (6, ["global_step_4", "global_step_6"])
+    # a restarted pod carries the retention on from latest.json
+    again = CheckpointMirror(store_uri, tmp_path / "pod2", VerlLayout(), keep=2)
+    assert again.restore().step == 6
+    write_checkpoint(tmp_path / "pod2" / "checkpoints", 8, b"8")
+    again.scan()
+    again.flush()
+    assert json.loads(store.get_bytes("latest.json"))["kept"] == ["global_step_6", "global_step_8"]
+    assert sorted({k.split("/")[0] for k in store.list_keys() if "/" in k}) == [
+        "global_step_6",
+        "global_step_8",
+    ]
+
+
+def test_a_full_queue_drops_its_oldest_waiting_checkpoint_for_the_newer_one(tmp_path):
+    work = tmp_path / "pod1"
+    mirror = CheckpointMirror(str(tmp_path / "bucket"), work, VerlLayout(), queue_size=1)
+    for step in (2, 4, 6):
+        write_checkpoint(work / "checkpoints", step, str(step).encode())
+        mirror.scan()
+    assert mirror.dropped == [2, 4]
+    assert sorted(p.name for p in (work / ".mirroring").iterdir()) == ["global_step_6"]
+    mirror.flush()
+    assert mirror.mirrored == [6] and not any((work / ".mirroring").iterdir())
+
+
+def test_a_queued_checkpoint_survives_the_engine_rotating_it_away(tmp_path):
+    import shutil
+
+    work = tmp_path / "pod1"
+    mirror = CheckpointMirror(str(tmp_path / "bucket"), work, VerlLayout())
+    write_checkpoint(work / "checkpoints", 2, b"two")
+    mirror.scan()  # snapshotted: hard links, no copy
+    original = work / "checkpoints" / "global_step_2" / "actor" / "weights.bin"
+    staged = work / ".mirroring" / "global_step_2" / "actor" / "weights.bin"
+    assert os.stat(staged).st_ino == os.stat(original).st_ino
+    shutil.rmtree(work / "checkpoints" / "global_step_2")  # max_ckpt_to_keep rotated it
+    mirror.flush()
+    got = open_store(str(tmp_path / "bucket")).get_bytes(
+        "checkpoints/global_step_2/actor/weights.bin"
+    )
+    assert got == b"two" and mirror.mirrored == [2]
+
+
+def test_a_file_already_held_with_the_same_sha256_is_not_sent_again(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name in ("a.bin", "b.bin", "c.json"):
+        (folder / name).write_bytes(name.encode() * 100)
+    store = open_store(str(tmp_path / "bucket"))
+    store.upload_dir(folder, "m")
+    assert store.sent == 3
+    (folder / "b.bin").write_bytes(b"changed")
+    files = store.upload_dir(folder, "m")
+    assert store.sent == 1 and sorted(files) == ["a.bin", "b.bin", "c.json"]
+    assert store.get_bytes("m/b.bin") == b"changed"
