@@ -3,8 +3,9 @@
 Nothing here reaches a real S3, so it simulates one: moto_server on loopback behind
 tests/support/faulty_proxy.py with a per-connection bandwidth cap (``--rate-mb``,
 default 20 MB/s, one stream of a real S3) and a round trip (``--delay-ms``, 20 ms).
-The server and the proxy run at a low CPU priority: they stand in for machines
-elsewhere, and on a 2-core laptop they would otherwise take the CPU a client has.
+The server and the proxy run at Linux's SCHED_IDLE priority: they stand in for
+machines elsewhere, and on a 2-core laptop they would otherwise take the CPU that
+the client (and in ``--step-time`` the training) has.
 
 1. **Transfers** (default): a checkpoint-shaped folder (``--size-mb``, about 1 GiB:
    four shards and 64 small files) pushed (``push_dir``) and fetched back
@@ -35,6 +36,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -106,10 +108,10 @@ def shaped_s3(rate_mb: float, delay_ms: float):
     with moto_server() as url:
         proxy = Proxy(int(url.rsplit(":", 1)[1]))
         endpoint = proxy.start(rate=rate_mb * MB, delay_ms=delay_ms)
-        # Linux nice is per thread: the servers' main threads, before they start the
-        # threads that serve connections (which inherit it)
+        # per thread on Linux: the servers' main threads, before they start the threads
+        # that serve connections (which inherit it)
         for pid in (url.pid, proxy.proc.pid):
-            os.setpriority(os.PRIO_PROCESS, pid, 19)
+            os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
         try:
             with s3_env(endpoint):
                 from gmpo_kfp.storage import s3_client
@@ -217,11 +219,17 @@ def step_time(a: argparse.Namespace, work: Path) -> dict:
                 "trainer.resume": "disable",
             },
         )
+        start = time.perf_counter()
         result = train(
             config, engine=TRLEngine(callbacks=[Ballast()]), progress=False, output_uri=output_uri
         )
-        got = {"rl_s": result.seconds, "steps": result.steps}
-        print(f"{name:9s} RL {result.seconds:6.1f} s for {result.steps} steps", flush=True)
+        wall = time.perf_counter() - start  # with the wait for the last mirror at the end
+        got = {"rl_s": result.seconds, "steps": result.steps, "wall_s": wall}
+        print(
+            f"{name:9s} RL {result.seconds:6.1f} s for {result.steps} steps "
+            f"({result.seconds / result.steps * 1000:.0f} ms/step; whole call {wall:.1f} s)",
+            flush=True,
+        )
         subprocess.run(["rm", "-rf", str(out)], check=True)
         return got
 
@@ -237,6 +245,7 @@ def step_time(a: argparse.Namespace, work: Path) -> dict:
             body = json.loads(open_store(uri).get_bytes("checkpoints/latest.json"))
             got["mirrored_last"] = body["step"]
             got["kept"] = body["kept"]
+            print(f"          latest in S3: step {body['step']}, kept {body['kept']}")
             runs["mirror"].append(got)
             open_store(uri).delete_prefix("")
     med = {n: statistics.median(x["rl_s"] for x in v) for n, v in runs.items()}

@@ -26,6 +26,7 @@ from tests.support.s3server import moto_server, s3_env
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS, SAVE_EVERY, KILL_AFTER = 40, 4, 12
+IN_FLIGHT_STEPS = 200
 
 
 @pytest.fixture(scope="module")
@@ -164,9 +165,10 @@ def test_killed_while_a_checkpoint_is_in_flight_the_previous_one_stays_latest(tm
     output = f"{bucket}/in-flight"
     store = open_store(output)
     proxy = Proxy(int(os.environ["AWS_ENDPOINT_URL"].rsplit(":", 1)[1]))
-    slow = proxy.start(rate=150_000, delay_ms=20)  # 150 kB/s a stream: seconds a checkpoint
+    slow = proxy.start(rate=1_000_000, delay_ms=20)  # 1 MB/s a stream: seconds a checkpoint
+    longer = [f"trainer.total_steps={IN_FLIGHT_STEPS}", "trainer.max_ckpt_to_keep=2"]
     kwargs = step_kwargs(tmp_path, output, "w1")
-    kwargs["overrides"].append("trainer.max_ckpt_to_keep=2")
+    kwargs["overrides"] += longer  # later values win: long enough to outlast a slow upload
     try:
         preempt(
             kwargs,
@@ -185,12 +187,14 @@ def test_killed_while_a_checkpoint_is_in_flight_the_previous_one_stays_latest(tm
         key = f"checkpoints/{body['checkpoint']}/{rel}"
         assert store.holds(key, meta["sha256"]), key
     done_at_kill = max(r["step"] for r in M.read_metrics(tmp_path / "w1" / "metrics.jsonl"))
-    assert body["step"] < done_at_kill < STEPS
+    assert body["step"] < done_at_kill < IN_FLIGHT_STEPS
 
-    resumed = stages.train_stage(**step_kwargs(tmp_path, output, "w2"))
+    kwargs = step_kwargs(tmp_path, output, "w2")
+    kwargs["overrides"] += longer
+    resumed = stages.train_stage(**kwargs)
     assert resumed["restored_step"] == body["step"]
-    assert resumed["metrics"]["steps"] == STEPS
-    assert latest_step(store) == STEPS
+    assert resumed["metrics"]["steps"] == IN_FLIGHT_STEPS
+    assert latest_step(store) == IN_FLIGHT_STEPS
 
 
 VERL_STEPS, VERL_SAVE_EVERY, VERL_KILL_AFTER = 12, 2, 4
