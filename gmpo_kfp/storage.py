@@ -79,6 +79,12 @@ class Checksum:
     algorithm: str
     value: str
     part_size: int | None = None
+    source: str = "the store's checksum"  #: where it came from, for the refusal's message
+
+    @classmethod
+    def manifest(cls, sha256: str) -> Checksum:
+        """A file's SHA-256 as a manifest records it."""
+        return cls("sha256", sha256, source="the manifest")
 
     def of(self, path: str | os.PathLike) -> str:
         """The same kind of digest of a local file."""
@@ -163,7 +169,7 @@ class Store:
         """Download ``key`` to ``path``: into ``.<name>.part`` (an interrupted download
         continues there on the next call), checked against ``sha256`` (a manifest's)
         or ``checksum`` (the store's, :meth:`checksum`), then renamed."""
-        expected = Checksum("sha256", sha256) if sha256 is not None else checksum
+        expected = Checksum.manifest(sha256) if sha256 is not None else checksum
         return self.download_files([(key, Path(path), expected)])[0]
 
     def download_files(self, items: list[tuple[str, Path, Checksum | None]]) -> list[Path]:
@@ -179,8 +185,9 @@ class Store:
             if expected is not None and expected.of(partial) != expected.value:
                 partial.unlink(missing_ok=True)
                 raise ChecksumMismatch(
-                    f"{self.url(key)}: {expected.algorithm.upper()} differs from the one recorded "
-                    "for it; the download was refused (the object is corrupted or was replaced)"
+                    f"{self.url(key)}: {expected.algorithm.upper()} differs from "
+                    f"{expected.source}; the download was refused (the object is corrupted or "
+                    "was replaced)"
                 )
             os.replace(partial, target)
             out.append(Path(target))
@@ -668,7 +675,7 @@ def fetch_dir(uri: str, folder: str | os.PathLike) -> Path:
     if raw is not None:  # written by push_dir: exactly these files, with these checksums
         files = json.loads(raw)["files"]
         store.download_files(
-            [(rel, Path(folder) / rel, Checksum("sha256", m["sha256"])) for rel, m in files.items()]
+            [(rel, Path(folder) / rel, Checksum.manifest(m["sha256"])) for rel, m in files.items()]
         )
         return Path(folder)
     keys = [k for k in store.list_keys() if k != FILES_MANIFEST]

@@ -139,11 +139,11 @@ class CheckpointMirror:
         self._kept = list(body.get("kept") or [name])
         if here is None or here.step < step:
             files = [
-                (f"{name}/{rel}", local / rel, storage.Checksum("sha256", meta["sha256"]))
+                (f"{name}/{rel}", local / rel, storage.Checksum.manifest(meta["sha256"]))
                 for rel, meta in body["files"].items()
             ]
             if body.get("metrics"):
-                metrics = storage.Checksum("sha256", body["metrics"])
+                metrics = storage.Checksum.manifest(body["metrics"])
                 files.append((METRICS, self.work_dir / METRICS, metrics))
             store.download_files(files)
         checkpoint = Checkpoint(step, local)
@@ -179,7 +179,7 @@ class CheckpointMirror:
         staging = target.parent / f".{target.name}.restoring"
         store.download_files(
             [
-                (f"{WARMUP}/{rel}", staging / rel, storage.Checksum("sha256", meta["sha256"]))
+                (f"{WARMUP}/{rel}", staging / rel, storage.Checksum.manifest(meta["sha256"]))
                 for rel, meta in body["files"].items()
             ]
         )
