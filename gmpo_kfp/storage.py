@@ -126,6 +126,7 @@ class Store:
     """Base: keys are ``/``-separated paths below the store's root URI."""
 
     uri: str
+    sent: int = 0  #: files the last :meth:`upload_dir` sent (the others were there)
 
     def put_bytes(self, key: str, data: bytes, *, if_absent: bool = False) -> bool:
         raise NotImplementedError
@@ -229,8 +230,6 @@ class Store:
 
     def _held(self, pairs: list[tuple[str, str]]) -> list[bool]:
         return [self.holds(key, sha) for key, sha in pairs]
-
-    sent: int = 0  #: files the last :meth:`upload_dir` sent (the others were there)
 
 
 class FileStore(Store):
@@ -442,15 +441,14 @@ class S3Store(Store):
         }
         if big:
             self._call("uploading", items[0][1], self._abort_stale_uploads, big)
-        first = items[0][1]
         manager = self._manager()
         futures = []
         try:
             for path, key, sha in items:
                 extra = {"ChecksumAlgorithm": "SHA256", "Metadata": {SHA256_META: sha}}
                 futures.append(manager.upload(str(path), self.bucket, self._key(key), extra))
-            for future in futures:
-                self._call("uploading", first, future.result)
+            for (_, key, _), future in zip(items, futures, strict=True):
+                self._call("uploading", key, future.result)  # the error names its own key
         except BaseException:
             manager.shutdown(cancel=True)
             raise

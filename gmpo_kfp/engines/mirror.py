@@ -232,8 +232,8 @@ class CheckpointMirror:
         if metrics.exists():
             snapshot = self.work_dir / f".{METRICS}.mirror"
             snapshot.write_bytes(metrics.read_bytes())  # the file grows while it uploads
-            store.upload_file(snapshot, METRICS)
             body["metrics"] = storage.sha256_file(snapshot)
+            store.upload_file(snapshot, METRICS, sha256=body["metrics"])  # hashed once
             self._metrics_seen = metrics.stat().st_size
             snapshot.unlink()
         store.put_bytes(LATEST, json.dumps(body, sort_keys=True).encode())
