@@ -19,6 +19,8 @@ def train(
     engine: str = "",
     pushgateway: str = "",
     model_name: str = "",
+    kueue_queue: str = "",
+    kueue_priority_class: str = "",
 ) -> str:
     """Train with ``preset`` and ``overrides`` into ``output_root/run_id`` (a retry resumes there).
 
@@ -39,6 +41,8 @@ def train(
         engine=engine,
         pushgateway=pushgateway,
         model_name=model_name,
+        kueue_queue=kueue_queue,
+        kueue_priority_class=kueue_priority_class,
     )
     model.uri = out["model_uri"]
     model.metadata.update({"preset": preset, "framework": "transformers"})

@@ -11,6 +11,7 @@ import argparse
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 from gmpo_kfp.errors import UsageError, UserError
 from gmpo_kfp.version import __version__
@@ -111,6 +112,31 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kueue(args: argparse.Namespace) -> Any:
+    """``--queue`` / ``--priority-class`` as the typed (validated) Kueue value."""
+    from gmpo_kfp.config import ConfigError, KueueConfig
+
+    try:
+        return KueueConfig(queue=args.queue, priority_class=args.priority_class)
+    except ConfigError as exc:  # named as the user typed them
+        flags = {"kueue.queue": "--queue", "kueue.priority_class": "--priority-class"}
+        text = str(exc)
+        for field, flag in flags.items():
+            text = text.replace(field, flag)
+        raise ConfigError(text) from None
+
+
+def _add_kueue(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--queue",
+        metavar="NAME",
+        help="Kueue LocalQueue: the train and evaluate pods and a multi-node RayJob queue there",
+    )
+    parser.add_argument(
+        "--priority-class", metavar="NAME", help="Kueue WorkloadPriorityClass (with --queue)"
+    )
+
+
 def _cmd_compile(args: argparse.Namespace) -> int:
     from gmpo_kfp.workflow.kfp_runs import compile_pipeline
 
@@ -118,7 +144,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         from gmpo_kfp.presets import load_preset
 
         load_preset(args.preset)  # an unknown preset is an error before anything is written
-    path = compile_pipeline(args.output)
+    path = compile_pipeline(args.output, _kueue(args))
     print(f"compiled the gmpo_training pipeline to {path}")
     return 0
 
@@ -158,6 +184,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         wait_s=args.wait,
         source_prefix=args.source_prefix or "",
         namespace=args.namespace,
+        kueue=_kueue(args),
     )
     print(f"run {out['run_id']}\n{out['url']}")
     return 0
@@ -176,6 +203,7 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
         experiment=args.experiment,
         name=args.name,
         namespace=args.namespace,
+        kueue=_kueue(args),
     )
     print(f"recurring run {out['recurring_run_id']} (KFP cron {out['cron']})")
     return 0
@@ -368,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset", help="check that this preset exists (the preset is a run parameter)"
     )
     comp.add_argument("-o", "--output", default="gmpo_training.yaml", help="output file")
+    _add_kueue(comp)
     comp.set_defaults(func=_cmd_compile)
 
     for name, text in (
@@ -409,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             p.add_argument("--host", required=True, help="KFP API URL, e.g. http://localhost:8888")
             p.add_argument("--experiment", default="gmpo", help="KFP experiment name")
+            _add_kueue(p)
             p.add_argument(
                 "--namespace",
                 default="",

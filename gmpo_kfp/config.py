@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import re
 import types
 import typing
 import warnings
@@ -27,7 +28,7 @@ import yaml
 
 from gmpo_kfp.errors import UserError
 from gmpo_kfp.names import KL_ESTIMATORS, LOSS_AGG_MODES, LOSS_NAMES
-from gmpo_kfp.settings import PIPELINE_NAME
+from gmpo_kfp.settings import KUEUE_PRIORITY_LABEL, KUEUE_QUEUE_LABEL, PIPELINE_NAME
 
 __all__ = [
     "ConfigError",
@@ -53,7 +54,8 @@ def _f(default: Any, help: str, **rules: Any) -> Any:
     """A dataclass field with its documentation and validation rules in metadata.
 
     Rules: ``min`` / ``max`` (inclusive), ``gt`` (exclusive lower bound),
-    ``choices`` (allowed values).
+    ``choices`` (allowed values), ``pattern`` (a ``(regex, what it must be)`` pair a
+    string must match in full).
     """
     meta = {"help": help, **rules}
     if isinstance(default, (list, dict)):
@@ -283,6 +285,50 @@ class ResourcesConfig(_Section):
     gpus_per_node: int = _f(0, "GPUs per node (0: CPU)", min=0)
 
 
+#: a Kubernetes object name that is also a label value (DNS-1123 label)
+DNS_LABEL = (
+    r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?",
+    "a Kubernetes name: at most 63 lowercase letters, digits and '-', starting and ending "
+    "with a letter or digit",
+)
+
+
+@dataclass
+class KueueConfig(_Section):
+    """Where Kueue queues the run: the RayJob and the pipeline's train and evaluate pods.
+
+    With a ``queue`` the RayJob is created suspended and labelled, and Kueue admits it
+    (all of its pods at once) when the queue's ClusterQueue has the quota; the KFP
+    pods carry the same labels (``gmpo compile --queue``). Example queue and quota:
+    ``manifests/overlays/production-kueue``.
+    """
+
+    _prefix: ClassVar[str] = "kueue."
+    queue: str | None = _f(
+        None, "Kueue LocalQueue in the run's namespace (None: no Kueue)", pattern=DNS_LABEL
+    )
+    priority_class: str | None = _f(
+        None,
+        "Kueue WorkloadPriorityClass of the run (None: the queue's default)",
+        pattern=DNS_LABEL,
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.priority_class and not self.queue:
+            raise ConfigError(
+                f"kueue.priority_class: {self.priority_class!r} needs kueue.queue (the "
+                "LocalQueue the run goes to); set it or drop the priority class"
+            )
+
+    def labels(self) -> dict[str, str]:
+        """The labels Kueue reads on a RayJob or a pod; none without a queue."""
+        out = {KUEUE_QUEUE_LABEL: self.queue} if self.queue else {}
+        if self.priority_class:
+            out[KUEUE_PRIORITY_LABEL] = self.priority_class
+        return out
+
+
 @dataclass
 class VerlConfig(_Section):
     _prefix: ClassVar[str] = "verl."
@@ -337,6 +383,9 @@ class TrainConfig:
     )
     resources: ResourcesConfig = field(
         default_factory=ResourcesConfig, metadata={"help": "nodes and GPUs"}
+    )
+    kueue: KueueConfig = field(
+        default_factory=KueueConfig, metadata={"help": "Kueue queueing on a cluster"}
     )
     verl: VerlConfig = field(default_factory=VerlConfig, metadata={"help": "verl-only knobs"})
     monitoring: MonitoringConfig = field(
@@ -443,6 +492,8 @@ def _check_rules(value: Any, rules: Mapping[str, Any], key: str) -> None:
         raise ConfigError(f"{key} must be a finite number, got {value!r}")
     if "choices" in rules and value not in rules["choices"]:
         raise ConfigError(f"{key} must be one of {', '.join(rules['choices'])}; got {value!r}")
+    if "pattern" in rules and not re.fullmatch(rules["pattern"][0], value):
+        raise ConfigError(f"{key} must be {rules['pattern'][1]}, got {value!r}")
     if "gt" in rules and not value > rules["gt"]:
         raise ConfigError(f"{key} must be > {rules['gt']}, got {value!r}")
     if "min" in rules and not value >= rules["min"]:

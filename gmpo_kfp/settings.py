@@ -52,6 +52,18 @@ S3_SECRET_ENV = {
 ACCELERATOR = "nvidia.com/gpu"
 GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+#: the labels Kueue admits a RayJob or a pod by (its LocalQueue, its WorkloadPriorityClass)
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+KUEUE_PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
+#: the Kueue example (manifests/overlays/production-kueue): the deployment's LocalQueue,
+#: the ClusterQueue behind it, the GPU nodes' ResourceFlavor, its quota (two 8-GPU
+#: nodes: edit to the cluster's), and the scheduled retrain's WorkloadPriorityClass
+KUEUE_LOCAL_QUEUE = "gmpo"
+KUEUE_CLUSTER_QUEUE = "gmpo-gpus"
+KUEUE_FLAVOR = "gpu-nodes"
+KUEUE_QUOTA = {"cpu": "256", "memory": "2Ti", ACCELERATOR: 16}
+KUEUE_RETRAIN_PRIORITY = "gmpo-retrain"
+KUEUE_RETRAIN_PRIORITY_VALUE = 100
 SHM_VOLUME = "dshm"
 SHM_SIZE = "32Gi"  # Ray, NCCL and vLLM need far more than the 64 MB pod default
 

@@ -3,7 +3,8 @@
 No logic here: the stages live in :mod:`gmpo_kfp.workflow.stages`, the cluster constants in
 :mod:`gmpo_kfp.settings`; this module wires them and sets what Kubernetes needs
 (GPUs, node selector, toleration, S3 secret, a memory-backed ``/dev/shm``, retries,
-no caching where inputs can change behind the same parameters).
+no caching where inputs can change behind the same parameters, Kueue's labels on the
+GPU steps when compiled for a queue).
 """
 
 from collections.abc import Mapping
@@ -15,6 +16,7 @@ from gmpo_kfp.components.train import train
 from kfp import dsl, kubernetes
 
 from gmpo_kfp import settings
+from gmpo_kfp.config import KueueConfig
 from gmpo_kfp.presets import DEFAULT_PRESET
 
 
@@ -37,9 +39,18 @@ def _gpu(task: dsl.PipelineTask, gpus, resources: dict) -> None:
     )
 
 
-def build_pipeline(images: Mapping[str, str] = settings.IMAGES):
+def _kueue(task: dsl.PipelineTask, kueue: KueueConfig) -> None:
+    for key, value in kueue.labels().items():
+        kubernetes.add_pod_label(task, label_key=key, label_value=value)
+
+
+def build_pipeline(images: Mapping[str, str] = settings.IMAGES, kueue: KueueConfig | None = None):
     """The pipeline with its steps in ``images`` (``settings.IMAGES``; ``CPU_IMAGES`` for
-    the pipeline in containers on a CPU, or a mirror's references)."""
+    the pipeline in containers on a CPU, or a mirror's references). With ``kueue`` (a
+    queue), the train and evaluate pods carry its labels, and a multi-node RayJob the
+    train step creates goes to the same queue. Pod labels are fixed when the pipeline
+    is compiled: KFP cannot take them from run parameters."""
+    kueue = kueue or KueueConfig()
 
     @dsl.pipeline(
         name=settings.PIPELINE_NAME, description="GMPO training: prepare, train, evaluate, register"
@@ -79,10 +90,13 @@ def build_pipeline(images: Mapping[str, str] = settings.IMAGES):
             engine=engine,
             pushgateway=pushgateway,
             model_name=model_name,
+            kueue_queue=kueue.queue or "",
+            kueue_priority_class=kueue.priority_class or "",
         )
         trained.set_display_name("train (GMPO)").set_container_image(images["trainer"])
         _gpu(trained, gpus, settings.TRAIN_RESOURCES)
         _s3_secret(trained)
+        _kueue(trained, kueue)
         # the work folder: checkpoints survive a retry, and a multi-node RayJob's ranks share it
         kubernetes.mount_pvc(
             trained, pvc_name=settings.SHARED_CLAIM, mount_path=settings.SHARED_MOUNT
@@ -107,6 +121,7 @@ def build_pipeline(images: Mapping[str, str] = settings.IMAGES):
         scored.set_display_name("evaluate (Pass@1)").set_container_image(images["eval"])
         _gpu(scored, settings.EVAL_RESOURCES["gpus"], settings.EVAL_RESOURCES)
         _s3_secret(scored)
+        _kueue(scored, kueue)
         scored.set_caching_options(False)
 
         with dsl.If(scored.outputs["Output"] == True, name="pass@1-gate"):  # noqa: E712

@@ -19,6 +19,11 @@ are stale), so every name, image and label comes from :mod:`gmpo_kfp.settings`:
     hand);
   - ``production``: a multi-user Kubeflow's profile namespace ``gmpo``, a large
     ReadWriteMany volume, the CronWorkflow submitting there with a projected token.
+- ``overlays/production-kueue``: optional, ``production`` queued by Kueue: a
+  ResourceFlavor for the GPU nodes, a ClusterQueue with their quota, the LocalQueue
+  in the profile namespace, a WorkloadPriorityClass for the scheduled retrain, and the
+  CronWorkflow submitting with ``--queue`` and ``--priority-class`` (the train and
+  evaluate pods and a multi-node RayJob then wait for Kueue's admission).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from typing import Any
 import yaml
 
 from gmpo_kfp import settings
+from gmpo_kfp.config import KueueConfig
 
 PART_OF = {"app.kubernetes.io/part-of": "gmpo-kfp"}
 CRON_NAME = "gmpo-retrain"
@@ -188,6 +194,7 @@ def cron_workflow(
     timezone: str = "UTC",
     preset: str = "gmpo-qwen2.5-7b-math",
     suspend: bool = False,
+    kueue: KueueConfig | None = None,
 ) -> dict[str, Any]:
     """Argo CronWorkflow ``gmpo-retrain``: submits the pipeline to KFP with the newest data.
 
@@ -195,7 +202,8 @@ def cron_workflow(
     names), resolved by ``gmpo submit --source-prefix`` when the workflow runs. On a
     multi-user KFP it submits to the deployment's namespace with a projected token of
     its service account (audience ``pipelines.kubeflow.org``), which ``kfp.Client``
-    reads from ``$KF_PIPELINES_SA_TOKEN_PATH``.
+    reads from ``$KF_PIPELINES_SA_TOKEN_PATH``. With ``kueue``, the runs it submits
+    queue there (:func:`kueue_flags`).
     """
     params = {
         "kfp_host": deployment.kfp_host,
@@ -216,6 +224,7 @@ def cron_workflow(
         "{{workflow.parameters.data_prefix}}",
         "--experiment",
         CRON_NAME,
+        *kueue_flags(kueue),
     ]
     container: dict[str, Any] = {
         "image": settings.IMAGES["runtime"],
@@ -272,6 +281,114 @@ def cron_workflow(
             "failedJobsHistoryLimit": 3,
             "suspend": suspend,
             "workflowSpec": workflow,
+        },
+    }
+
+
+def kueue_flags(kueue: KueueConfig | None) -> list[str]:
+    """``gmpo submit``'s flags for ``kueue``; none without a queue."""
+    if kueue is None or not kueue.queue:
+        return []
+    flags = ["--queue", kueue.queue]
+    return flags + (["--priority-class", kueue.priority_class] if kueue.priority_class else [])
+
+
+# --------------------------------------------------------------------------- Kueue
+
+KUEUE_API = "kueue.x-k8s.io/v1beta1"  # served by every Kueue release since 0.5
+KUEUE_OVERLAY = "production-kueue"
+#: the scheduled retrain's queue: the LocalQueue and the WorkloadPriorityClass below
+RETRAIN_KUEUE = KueueConfig(
+    queue=settings.KUEUE_LOCAL_QUEUE, priority_class=settings.KUEUE_RETRAIN_PRIORITY
+)
+
+
+def resource_flavor() -> dict[str, Any]:
+    """The GPU nodes as a Kueue ResourceFlavor: their label and taint, which admitted
+    pods are then steered to (and tolerate)."""
+    return {
+        "apiVersion": KUEUE_API,
+        "kind": "ResourceFlavor",
+        "metadata": _meta(settings.KUEUE_FLAVOR),
+        "spec": {
+            "nodeLabels": dict(settings.GPU_NODE_SELECTOR),
+            "tolerations": [dict(settings.GPU_TOLERATION)],
+        },
+    }
+
+
+def cluster_queue() -> dict[str, Any]:
+    """The quota the runs share: the GPU flavor's CPUs, memory and GPUs; lower priority
+    work is preempted for higher within the queue."""
+    quota = settings.KUEUE_QUOTA
+    return {
+        "apiVersion": KUEUE_API,
+        "kind": "ClusterQueue",
+        "metadata": _meta(settings.KUEUE_CLUSTER_QUEUE),
+        "spec": {
+            "namespaceSelector": {},
+            "queueingStrategy": "BestEffortFIFO",
+            "preemption": {"withinClusterQueue": "LowerPriority"},
+            "resourceGroups": [
+                {
+                    "coveredResources": list(quota),
+                    "flavors": [
+                        {
+                            "name": settings.KUEUE_FLAVOR,
+                            "resources": [
+                                {"name": name, "nominalQuota": value}
+                                for name, value in quota.items()
+                            ],
+                        }
+                    ],
+                }
+            ],
+        },
+    }
+
+
+def local_queue(namespace: str) -> dict[str, Any]:
+    """The queue runs in ``namespace`` name (``--queue``), backed by the ClusterQueue."""
+    return {
+        "apiVersion": KUEUE_API,
+        "kind": "LocalQueue",
+        "metadata": _meta(settings.KUEUE_LOCAL_QUEUE, namespace=namespace),
+        "spec": {"clusterQueue": settings.KUEUE_CLUSTER_QUEUE},
+    }
+
+
+def retrain_priority() -> dict[str, Any]:
+    """The scheduled retrain's priority class (``--priority-class``)."""
+    return {
+        "apiVersion": KUEUE_API,
+        "kind": "WorkloadPriorityClass",
+        "metadata": _meta(settings.KUEUE_RETRAIN_PRIORITY),
+        "value": settings.KUEUE_RETRAIN_PRIORITY_VALUE,
+        "description": "gmpo-kfp's scheduled retraining; interactive runs may outrank it",
+    }
+
+
+def kueue_overlay_files() -> dict[str, dict[str, Any]]:
+    """``overlays/production-kueue/``: the production overlay, its queue and quota, and
+    the CronWorkflow submitting to that queue."""
+    production = settings.DEPLOYMENTS["production"]
+    objects = {
+        "resourceflavor.yaml": resource_flavor(),
+        "clusterqueue.yaml": cluster_queue(),
+        "localqueue.yaml": local_queue(production.namespace),
+        "priorityclass.yaml": retrain_priority(),
+    }
+    # the CronWorkflow's containers are a list, which a strategic merge replaces whole
+    cron = cron_workflow(production, kueue=RETRAIN_KUEUE)
+    patch = _patch(cron, spec={"workflowSpec": cron["spec"]["workflowSpec"]})
+    return {
+        **objects,
+        "patch-cronworkflow.yaml": patch,
+        "kustomization.yaml": {
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "resources": ["../production", *objects],
+            "patches": [{"path": "patch-cronworkflow.yaml"}],
         },
     }
 
@@ -347,6 +464,8 @@ def kustomizations() -> dict[str, dict[str, Any]]:
     for name, deployment in settings.DEPLOYMENTS.items():
         for rel, obj in overlay_files(deployment).items():
             files[f"overlays/{name}/{rel}"] = obj
+    for rel, obj in kueue_overlay_files().items():
+        files[f"overlays/{KUEUE_OVERLAY}/{rel}"] = obj
     return files
 
 

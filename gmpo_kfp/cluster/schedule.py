@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from gmpo_kfp.config import ConfigError
+from gmpo_kfp.config import ConfigError, KueueConfig
 from gmpo_kfp.presets import DEFAULT_PRESET
 
 MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
@@ -94,6 +94,7 @@ def schedule(
     name: str | None = None,
     max_concurrency: int = 1,
     namespace: str = "",
+    kueue: KueueConfig | None = None,
 ) -> dict[str, str]:
     """Create a KFP recurring run of the compiled pipeline; its id and cron. Its runs'
     pods run as :data:`~gmpo_kfp.settings.SERVICE_ACCOUNT` (in ``namespace`` on a
@@ -120,5 +121,5 @@ def schedule(
             service_account=settings.SERVICE_ACCOUNT,
         )
 
-    job = with_client(host, "schedule", create, namespace=namespace)
+    job = with_client(host, "schedule", create, namespace=namespace, kueue=kueue)
     return {"recurring_run_id": job.recurring_run_id, "cron": six}

@@ -7,10 +7,14 @@
   ``/dev/shm``, the S3 secret as env, the shared volume, a non-root user and our
   loss plugin named in ``VERL_USE_EXTERNAL_MODULES`` (every Ray worker imports it).
   ``shutdownAfterJobFinishes`` and ``ttlSecondsAfterFinished`` clean up after it.
+  With ``kueue.queue`` the job carries Kueue's queue (and priority-class) labels and
+  is created suspended: Kueue admits the whole cluster at once by unsuspending it.
 - :class:`RayJobRunner` creates the job (or picks up its own running job after a
   step retry: the name is derived from the run's output folder), polls
   ``status.jobDeploymentStatus`` / ``status.jobStatus``, streams the submitter
-  pod's log (the driver's output), raises :class:`RayJobFailed` with the job's
+  pod's log (the driver's output), says "waiting for Kueue admission" while the job
+  is suspended (and the time waited, every :data:`WAIT_NOTE_S`), raises
+  :class:`RayJobFailed` with the job's
   reason and message, and deletes the job when the step is cancelled (SIGTERM,
   which is how KFP stops a pod, or Ctrl-C).
 
@@ -42,6 +46,7 @@ MAX_NAME = 47  # KubeRay derives cluster, service and pod names from the RayJob'
 WORKER_GROUP = "gpu-workers"
 TERMINAL_DEPLOYMENT = ("Complete", "Failed")
 TERMINAL_JOB = ("SUCCEEDED", "FAILED", "STOPPED")
+WAIT_NOTE_S = 60.0  # how often a job still waiting for Kueue says so
 NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
@@ -167,10 +172,14 @@ def build_rayjob(
             "labels": {
                 "app.kubernetes.io/name": "gmpo-kfp",
                 "app.kubernetes.io/component": "train",
+                **config.kueue.labels(),
             },
         },
         "spec": {
             "entrypoint": shlex.join(command),
+            # Kueue admits a suspended job (gang admission of the whole cluster); it needs
+            # shutdownAfterJobFinishes, set below in any case
+            "suspend": bool(config.kueue.queue),
             "shutdownAfterJobFinishes": True,
             "ttlSecondsAfterFinished": settings.RAYJOB_TTL_S,
             "backoffLimit": 0,  # the KFP step's retry is the one retry policy
@@ -259,6 +268,7 @@ class RayJobRunner:
         poll_s: float = 10.0,
         out: TextIO | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        wait_note_s: float = WAIT_NOTE_S,
     ):
         from kubernetes import client as k8s
 
@@ -268,6 +278,7 @@ class RayJobRunner:
         self.poll_s = poll_s
         self.out = out or sys.stderr
         self.sleep = sleep
+        self.wait_note_s = wait_note_s
         self._log_seen: dict[str, int] = {}
 
     def _say(self, text: str) -> None:
@@ -347,12 +358,32 @@ class RayJobRunner:
     def wait(self, name: str) -> dict[str, Any]:
         """Poll until the job ends; its status on success, :class:`RayJobFailed` otherwise."""
         last = None
+        waiting_since: float | None = None
+        noted = 0.0
         while True:
             job = self.get(name)
             if job is None:
                 raise RayJobFailed(f"RayJob {name} disappeared (deleted by someone else?)")
             status = job.get("status") or {}
             self.stream_logs(name)
+            if queue := awaiting_admission(job):
+                now_s = time.monotonic()
+                if waiting_since is None:
+                    waiting_since, noted = now_s, now_s
+                    self._say(f"RayJob {name}: waiting for Kueue admission (queue {queue})")
+                elif now_s - noted >= self.wait_note_s:
+                    noted = now_s
+                    self._say(
+                        f"RayJob {name}: still waiting for Kueue admission (queue {queue}, "
+                        f"{now_s - waiting_since:.0f} s)"
+                    )
+                last = None
+                self.sleep(self.poll_s)
+                continue
+            if waiting_since is not None:
+                waited = time.monotonic() - waiting_since
+                self._say(f"RayJob {name}: admitted by Kueue after {waited:.0f} s")
+                waiting_since = None
             now = describe(status)
             if now != last:
                 self._say(f"RayJob {name}: {now}")
@@ -383,6 +414,16 @@ def is_terminal(status: dict[str, Any]) -> bool:
         status.get("jobDeploymentStatus") in TERMINAL_DEPLOYMENT
         or status.get("jobStatus") in TERMINAL_JOB
     )
+
+
+def awaiting_admission(job: dict[str, Any]) -> str | None:
+    """The Kueue queue a suspended, unfinished job waits in (before admission, or after
+    Kueue preempted it); ``None`` when it is not waiting."""
+    spec = job.get("spec") or {}
+    if not spec.get("suspend") or is_terminal(job.get("status") or {}):
+        return None
+    labels = (job.get("metadata") or {}).get("labels") or {}
+    return labels.get(settings.KUEUE_QUEUE_LABEL, "unknown")
 
 
 def describe(status: dict[str, Any]) -> str:

@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from gmpo_kfp import settings
-from gmpo_kfp.config import ConfigError, parse_override
+from gmpo_kfp.config import ConfigError, KueueConfig, parse_override
 from gmpo_kfp.errors import UserError
 from gmpo_kfp.presets import DEFAULT_PRESET
 
@@ -77,17 +77,20 @@ def pipeline_parameter_names() -> set[str]:
     return set(inspect.signature(gmpo_training.pipeline_func).parameters)
 
 
-def compile_pipeline(path: str | os.PathLike) -> Path:
+def compile_pipeline(path: str | os.PathLike, kueue: KueueConfig | None = None) -> Path:
+    """Compile the pipeline to ``path`` (atomically); with ``kueue``, for that queue."""
     from kfp import compiler
 
-    from gmpo_kfp.pipelines.gmpo_training import gmpo_training
+    from gmpo_kfp.pipelines.gmpo_training import build_pipeline, gmpo_training
+
+    pipeline = build_pipeline(kueue=kueue) if kueue and kueue.queue else gmpo_training
 
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".yaml", dir=target.parent)
     os.close(fd)
     try:
-        compiler.Compiler().compile(gmpo_training, tmp)
+        compiler.Compiler().compile(pipeline, tmp)
         os.replace(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -343,19 +346,21 @@ def check_host(host: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
         ) from None
 
 
-def with_client(host: str, what: str, call: Any, *, namespace: str = "") -> Any:
+def with_client(
+    host: str, what: str, call: Any, *, namespace: str = "", kueue: KueueConfig | None = None
+) -> Any:
     """``call(kfp.Client, compiled package path)`` after a fast reachability check; a
     refusal by the server is one :class:`SubmitError` line naming ``--host``.
 
     ``namespace``: a multi-user KFP's profile namespace. The client authenticates as
     it does by itself: a token from ``$KF_PIPELINES_SA_TOKEN_PATH`` (the CronWorkflow's
-    projected token) or the kube config."""
+    projected token) or the kube config. ``kueue``: compile for that queue."""
     check_host(host)
     import kfp
 
     kwargs = {"namespace": namespace} if namespace else {}
     with tempfile.TemporaryDirectory() as tmp:
-        package = compile_pipeline(Path(tmp) / "gmpo_training.yaml")
+        package = compile_pipeline(Path(tmp) / "gmpo_training.yaml", kueue)
         try:
             return call(kfp.Client(host=host, **kwargs), str(package))
         except SubmitError:
@@ -375,6 +380,7 @@ def submit(
     wait_s: int = 0,
     source_prefix: str = "",
     namespace: str = "",
+    kueue: KueueConfig | None = None,
 ) -> dict[str, str]:
     """Create a run of the compiled pipeline on the KFP server at ``host``, its pods
     running as :data:`~gmpo_kfp.settings.SERVICE_ACCOUNT` (the account the manifests
@@ -405,6 +411,6 @@ def submit(
                 raise SubmitError(f"run {run.run_id} ended {state}; see the KFP UI for the step")
         return run
 
-    run = with_client(host, "run", create, namespace=namespace)
+    run = with_client(host, "run", create, namespace=namespace, kueue=kueue)
     run_id = run.run_id
     return {"run_id": run_id, "url": f"{host.rstrip('/')}/#/runs/details/{run_id}"}

@@ -192,11 +192,15 @@ def train_stage(
     progress: bool = True,
     pushgateway: str = "",
     model_name: str = "",
+    kueue_queue: str = "",
+    kueue_priority_class: str = "",
 ) -> dict[str, Any]:
     """Train (checkpoints mirrored to ``output_uri`` and restored from it), upload the model.
 
     ``model_name``: the name the model is registered under, and the ``model`` label of
-    the training series (as evaluation and registration label theirs)."""
+    the training series (as evaluation and registration label theirs).
+    ``kueue_queue`` / ``kueue_priority_class``: the pipeline's Kueue queue (``gmpo
+    compile --queue``), for a multi-node RayJob to queue where the step's pod did."""
     from gmpo_kfp.engines.training import train
     from gmpo_kfp.study.report import training_markdown
 
@@ -214,6 +218,9 @@ def train_stage(
     }
     if model_name:
         values["monitoring.model"] = model_name
+    if kueue_queue:
+        values["kueue.queue"] = kueue_queue
+        values["kueue.priority_class"] = kueue_priority_class or None
     config = train_config(preset, overrides, engine=engine, pushgateway=pushgateway, values=values)
     result = train(config, progress=progress, output_uri=output_uri)
     model_uri = f"{output_uri.rstrip('/')}/model"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from gmpo_kfp import settings
 from gmpo_kfp.engines import rayjob
 from tests.support.kube_api_server import FAILURE, FOREVER, FakeKubeAPI, api_client, serve_kube_api
 from tests.unit.test_rayjob import build, two_nodes
@@ -40,6 +41,28 @@ def test_submit_watch_stream_logs_and_succeed():
     # the driver's log is streamed once, in order, without repeats
     lines = [line for line in text.splitlines() if line.startswith("driver line")]
     assert lines == [f"driver line {i}" for i in range(len(lines))] and len(lines) >= 3
+
+
+def test_a_queued_job_says_it_waits_for_kueue_then_runs_once_admitted():
+    api = FakeKubeAPI(admit_after=20)
+    job = build(two_nodes(**{"kueue.queue": "team-a"}))
+    out = io.StringIO()
+    with serve_kube_api(api) as url:
+        status = rayjob.RayJobRunner(
+            api_client(url), NS, poll_s=0.01, out=out, wait_note_s=0.05
+        ).run(job)
+    assert status["jobStatus"] == "SUCCEEDED"
+    created = api.jobs[(NS, job["metadata"]["name"])]
+    assert created["metadata"]["labels"][settings.KUEUE_QUEUE_LABEL] == "team-a"
+    lines = out.getvalue().splitlines()
+    waiting = [i for i, line in enumerate(lines) if "waiting for Kueue admission" in line]
+    (admitted,) = [i for i, line in enumerate(lines) if "admitted by Kueue after" in line]
+    assert "waiting for Kueue admission (queue team-a)" in lines[waiting[0]]
+    assert any("still waiting for Kueue admission (queue team-a, " in lines[i] for i in waiting)
+    # while queued, no job status is reported as if it were running, and it runs after
+    assert max(waiting) < admitted
+    assert not any("deployment Suspended" in line for line in lines)
+    assert any("deployment Complete, job SUCCEEDED" in line for line in lines[admitted:])
 
 
 def test_a_failed_job_fails_the_step_with_its_reason():

@@ -113,3 +113,35 @@ def test_register_runs_only_inside_the_evaluation_gate(ir):
     assert "evaluate" in gate["dependentTasks"]
     condition = gate["triggerPolicy"]["condition"]
     assert "evaluate-Output" in condition and "true" in condition
+
+
+def test_without_a_queue_no_pod_carries_kueue_labels(ir):
+    _, k8s, _ = ir
+    for executor, spec in k8s.items():
+        labels = spec.get("podMetadata", {}).get("labels", {})
+        assert not any(k.startswith("kueue.x-k8s.io/") for k in labels), executor
+
+
+def test_compiled_for_a_queue_the_gpu_steps_and_the_rayjob_queue_there(tmp_path):
+    from gmpo_kfp.config import KueueConfig
+    from gmpo_kfp.workflow.stages import train_config
+
+    kueue = KueueConfig(queue="team-a", priority_class="research-high")
+    path = compile_pipeline(tmp_path / "p.yaml", kueue)
+    pipeline, platform = yaml.safe_load_all(path.read_text())
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for executor in ("exec-train", "exec-evaluate"):
+        assert k8s[executor]["podMetadata"]["labels"] == {
+            settings.KUEUE_QUEUE_LABEL: "team-a",
+            settings.KUEUE_PRIORITY_LABEL: "research-high",
+        }
+    for executor in ("exec-prepare-data", "exec-register-model"):  # CPU steps: not queued
+        assert "podMetadata" not in k8s[executor]
+    # the train step hands the queue on, so a multi-node RayJob queues there too
+    inputs = pipeline["root"]["dag"]["tasks"]["train"]["inputs"]["parameters"]
+    queue = inputs["kueue_queue"]["runtimeValue"]["constant"]
+    priority = inputs["kueue_priority_class"]["runtimeValue"]["constant"]
+    assert (queue, priority) == ("team-a", "research-high")
+    values = {"kueue.queue": queue, "kueue.priority_class": priority}
+    config = train_config("gmpo-qwen2.5-7b-math", [], values=values)
+    assert config.kueue.labels()[settings.KUEUE_QUEUE_LABEL] == "team-a"

@@ -4,7 +4,11 @@ It answers ``ray.io/v1`` RayJob create / get / delete and the core pod list and 
 log calls as the API server does (JSON bodies, ``Status`` objects with 404 and 409),
 advances each job through a scripted sequence of statuses (one step per GET, as
 KubeRay's controller would between polls), grows the submitter pod's log, and records
-every request. Listens on 127.0.0.1 only; the context manager stops it.
+every request. A job created suspended stands for Kueue's queueing: it stays
+``Suspended`` for ``admit_after`` GETs, then is unsuspended (Kueue's admission) and
+follows the script. A real Kueue would also check the ClusterQueue's quota, inject
+the flavor's node labels and tolerations, and could preempt the job later. Listens
+on 127.0.0.1 only; the context manager stops it.
 """
 
 from __future__ import annotations
@@ -55,8 +59,10 @@ def status_object(code: int, reason: str, message: str) -> dict:
 
 
 class FakeKubeAPI:
-    def __init__(self, script: list[dict] | None = None):
+    def __init__(self, script: list[dict] | None = None, *, admit_after: int = 3):
         self.script = script or SUCCESS
+        self.admit_after = admit_after
+        self.queued: dict[tuple[str, str], int] = {}  # suspended jobs: GETs until admitted
         self.jobs: dict[tuple[str, str], dict] = {}
         self.step: dict[tuple[str, str], int] = {}
         self.requests: list[tuple[str, str]] = []
@@ -69,6 +75,14 @@ class FakeKubeAPI:
         self.step[key] = len(self.script)  # its status stays as given
 
     def _advance(self, key: tuple[str, str]) -> None:
+        job = self.jobs[key]
+        if job["spec"].get("suspend"):
+            left = self.queued.setdefault(key, self.admit_after)
+            job["status"] = {"jobDeploymentStatus": "Suspended", "jobStatus": "NEW"}
+            if left > 0:
+                self.queued[key] = left - 1
+                return
+            job["spec"]["suspend"] = False  # admitted: KubeRay creates the cluster next
         i = self.step[key]
         if i < len(self.script):
             self.jobs[key]["status"] = dict(self.script[i])

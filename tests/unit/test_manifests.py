@@ -9,6 +9,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -17,9 +18,11 @@ from hera.workflows.models import CronWorkflow
 from gmpo_kfp import metrics as M
 from gmpo_kfp import settings
 from gmpo_kfp.cluster import manifests
+from gmpo_kfp.config import apply_overrides
 from gmpo_kfp.engines import rayjob
 from tests.support.kube_api_server import FAILURE, FakeKubeAPI, api_client, serve_kube_api
-from tests.unit.test_rayjob import build
+from tests.support.kueue_schema import SCHEMAS as KUEUE_SCHEMAS
+from tests.unit.test_rayjob import build, two_nodes
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
@@ -102,6 +105,69 @@ def test_overlays_differ_where_they_should():
     assert providers["disableSSL"] is True
     assert providers["credentials"]["secretRef"]["secretName"] == settings.S3_SECRET
     assert kind["ConfigMap"]["data"]["defaultPipelineRoot"] == settings.PIPELINE_ROOT
+
+
+def test_the_kueue_overlay_is_production_plus_a_consistent_valid_queue():
+    docs = render(manifests.KUEUE_OVERLAY)
+    by_kind = {d["kind"]: d for d in docs}
+    assert set(by_kind) == CORE_KINDS | {"CronWorkflow"} | set(KUEUE_SCHEMAS)
+    for kind, schema in KUEUE_SCHEMAS.items():
+        jsonschema.validate(by_kind[kind], schema)
+        assert by_kind[kind]["metadata"]["labels"]["app.kubernetes.io/part-of"] == "gmpo-kfp"
+    namespace = settings.DEPLOYMENTS["production"].namespace
+    # the namespaced objects are production's; the cluster-scoped ones got no namespace
+    for doc in docs:
+        if doc["kind"] in CORE_KINDS | {"CronWorkflow", "LocalQueue"}:
+            assert doc["metadata"]["namespace"] == namespace, doc["kind"]
+        else:
+            assert "namespace" not in doc["metadata"], doc["kind"]
+    flavor, queue = by_kind["ResourceFlavor"], by_kind["ClusterQueue"]
+    local, priority = by_kind["LocalQueue"], by_kind["WorkloadPriorityClass"]
+    # the references hold: LocalQueue -> ClusterQueue -> ResourceFlavor
+    assert local["spec"]["clusterQueue"] == queue["metadata"]["name"]
+    (group,) = queue["spec"]["resourceGroups"]
+    assert [f["name"] for f in group["flavors"]] == [flavor["metadata"]["name"]]
+    # the flavor is the GPU nodes the pods are placed on, and tolerates their taint
+    assert flavor["spec"]["nodeLabels"] == settings.GPU_NODE_SELECTOR
+    assert flavor["spec"]["tolerations"] == [settings.GPU_TOLERATION]
+    # every resource a train, evaluate or Ray pod requests is covered by the quota
+    job = build(apply_overrides(two_nodes(), ["kueue.queue=gmpo"]))
+    pod = job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]
+    requested = set(pod["containers"][0]["resources"]["requests"])
+    assert requested <= set(group["coveredResources"])
+    quotas = {r["name"] for r in group["flavors"][0]["resources"]}
+    assert quotas == set(group["coveredResources"])
+    # the scheduled retrain submits to this queue with this priority, nothing else changed
+    cron = by_kind["CronWorkflow"]
+    command = cron["spec"]["workflowSpec"]["templates"][0]["container"]["command"]
+    at = command.index("--queue")
+    assert command[at : at + 4] == [
+        "--queue",
+        local["metadata"]["name"],
+        "--priority-class",
+        priority["metadata"]["name"],
+    ]
+    (plain,) = [d for d in render("production") if d["kind"] == "CronWorkflow"]
+    plain_command = plain["spec"]["workflowSpec"]["templates"][0]["container"]["command"]
+    assert command[:at] + command[at + 4 :] == plain_command
+    cron["spec"]["workflowSpec"]["templates"][0]["container"]["command"] = plain_command
+    assert cron == plain
+    # and `gmpo submit` takes those flags
+    from gmpo_kfp.cli import build_parser
+
+    args = build_parser().parse_args(command[1:])
+    assert (args.queue, args.priority_class) == ("gmpo", settings.KUEUE_RETRAIN_PRIORITY)
+
+
+def test_the_kueue_schemas_refuse_a_misspelt_field():
+    queue = manifests.cluster_queue()
+    queue["spec"]["resourceGroups"][0]["flavors"][0]["resources"][0]["nominalQuotas"] = 1
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(queue, KUEUE_SCHEMAS["ClusterQueue"])
+    local = manifests.local_queue("gmpo")
+    local["spec"]["clusterQueue"] = "Not_A_Name"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(local, KUEUE_SCHEMAS["LocalQueue"])
 
 
 def test_the_secret_template_holds_no_credentials_and_is_not_applied():

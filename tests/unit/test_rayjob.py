@@ -72,6 +72,41 @@ def test_cluster_shape_and_lifecycle():
     assert spec["rayClusterSpec"]["rayVersion"] == settings.RAY_VERSION
 
 
+def test_without_a_queue_the_job_is_neither_suspended_nor_labelled_for_kueue():
+    job = build()
+    assert job["spec"]["suspend"] is False
+    assert not any(k.startswith("kueue.x-k8s.io/") for k in job["metadata"]["labels"])
+    assert rayjob.awaiting_admission(job) is None
+
+
+def test_with_a_queue_kueue_admits_a_suspended_labelled_job_that_shuts_down():
+    config = two_nodes(**{"kueue.queue": "team-a", "kueue.priority_class": "research-high"})
+    job = build(config)
+    jsonschema.validate(job, RAYJOB)
+    labels = job["metadata"]["labels"]
+    assert labels[settings.KUEUE_QUEUE_LABEL] == "team-a"
+    assert labels[settings.KUEUE_PRIORITY_LABEL] == "research-high"
+    # Kueue admits a RayJob only created suspended and set to shut its cluster down
+    assert job["spec"]["suspend"] is True
+    assert job["spec"]["shutdownAfterJobFinishes"] is True
+    assert rayjob.awaiting_admission(job) == "team-a"
+    job["status"] = {"jobDeploymentStatus": "Failed", "jobStatus": "FAILED"}
+    assert rayjob.awaiting_admission(job) is None  # a finished job waits for nothing
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        ({"kueue.queue": "Team_A"}, "kueue.queue must be a Kubernetes name"),
+        ({"kueue.queue": "a" * 64}, "kueue.queue must be a Kubernetes name"),
+        ({"kueue.priority_class": "high"}, "kueue.priority_class: 'high' needs kueue.queue"),
+    ],
+)
+def test_a_bad_kueue_setting_names_the_field(sets, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        two_nodes(**sets)
+
+
 def test_every_ray_pod_has_gpus_shm_secret_env_plugin_and_shared_volume():
     cluster = build()["spec"]["rayClusterSpec"]
     for group in (cluster["headGroupSpec"], *cluster["workerGroupSpecs"]):
