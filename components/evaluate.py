@@ -11,6 +11,7 @@ def evaluate(
     eval_data: dsl.Input[dsl.Dataset],
     metrics: dsl.Output[dsl.Metrics],
     report: dsl.Output[dsl.Markdown],
+    lineage: dsl.Output[dsl.Artifact],
     threshold: float = 0.0,
     protocol: str = "greedy",
     n: int = 0,
@@ -27,6 +28,7 @@ def evaluate(
     """
     import tempfile
 
+    from gmpo_kfp.metrics import EVAL_MEAN, eval_metric
     from gmpo_kfp.workflow.stages import evaluate_stage
 
     out = evaluate_stage(
@@ -35,6 +37,7 @@ def evaluate(
         extra_eval_uris=[str(u) for u in extra_eval_uris],
         work_dir=tempfile.mkdtemp(prefix="gmpo-eval-"),
         report_path=report.path,
+        lineage_path=lineage.path,
         threshold=threshold,
         protocol=protocol,
         n=n,
@@ -45,6 +48,6 @@ def evaluate(
         pushgateway=pushgateway,
     )
     for source, value in out["pass_at_1"].items():
-        metrics.log_metric(f"pass_at_1/{source}", value)
-    metrics.log_metric("pass_at_1/average", out["mean"])
+        metrics.log_metric(eval_metric(source), value)
+    metrics.log_metric(EVAL_MEAN, out["mean"])
     return bool(out["passed"])

@@ -11,6 +11,8 @@ from gmpo_kfp.settings import IMAGES
 def register_model(
     model: dsl.Input[dsl.Model],
     eval_metrics: dsl.Input[dsl.Metrics],
+    train_lineage: dsl.Input[dsl.Artifact],
+    eval_lineage: dsl.Input[dsl.Artifact],
     registry_uri: str,
     name: str,
     config_json: str = "{}",
@@ -32,6 +34,7 @@ def register_model(
         work_dir=tempfile.mkdtemp(prefix="gmpo-register-"),
         metrics={k: float(v) for k, v in eval_metrics.metadata.items()},
         config=json.loads(config_json),
+        lineage_paths={"train": train_lineage.path, "evaluate": eval_lineage.path},
         source_run=source_run,
         model_registry_address=model_registry_address,
         pushgateway=pushgateway,

@@ -112,6 +112,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def settings_registry_uri() -> str:
+    from gmpo_kfp import settings
+
+    return settings.REGISTRY_URI
+
+
 def _kueue(args: argparse.Namespace) -> Any:
     """``--queue`` / ``--priority-class`` as the typed (validated) Kueue value."""
     from gmpo_kfp.config import ConfigError, KueueConfig
@@ -206,6 +212,35 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
         kueue=_kueue(args),
     )
     print(f"recurring run {out['recurring_run_id']} (KFP cron {out['cron']})")
+    return 0
+
+
+def _cmd_registry_list(args: argparse.Namespace) -> int:
+    import json
+
+    from gmpo_kfp.workflow.registry import format_versions, list_versions
+
+    rows = list_versions(args.registry, args.name)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in rows], indent=2))
+    else:
+        print(format_versions(args.name, rows))
+    return 0
+
+
+def _cmd_registry_show(args: argparse.Namespace) -> int:
+    import json
+
+    from gmpo_kfp.storage import open_store
+    from gmpo_kfp.workflow.registry import aliases, format_manifest, resolve
+
+    store = open_store(args.registry)
+    manifest = resolve(args.registry, args.name, args.version, store=store)
+    if args.json:
+        print(json.dumps(manifest, indent=2, sort_keys=True))
+        return 0
+    tags = [a for a, v in sorted(aliases(store, args.name).items()) if v == manifest["version"]]
+    print(format_manifest(manifest, tags))
     return 0
 
 
@@ -463,6 +498,27 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--cron", required=True, help='five fields, e.g. "0 3 * * *" (03:00)')
             p.add_argument("--name", help="recurring run name (default gmpo-PRESET-schedule)")
             p.set_defaults(func=_cmd_schedule)
+
+    reg = sub.add_parser("registry", help="the model registry: versions and their lineage")
+    reg_sub = reg.add_subparsers(dest="registry_command", metavar="{list,show}", required=True)
+    for name, text in (
+        ("list", "every version of a model: mean Pass@1, aliases, run"),
+        ("show", "one version's manifest: results, data, base model, packages, images"),
+    ):
+        p = reg_sub.add_parser(name, help=text)
+        p.add_argument("name", help="the registered model's name, e.g. gmpo-tiny")
+        if name == "show":
+            p.add_argument(
+                "version", nargs="?", default="production", help="a number or an alias (production)"
+            )
+        p.add_argument(
+            "--registry",
+            default=settings_registry_uri(),
+            help="registry URI: s3://BUCKET/PREFIX, file://PATH or a folder "
+            "(a local run's: runs/local/registry)",
+        )
+        p.add_argument("--json", action="store_true", help="print JSON (show: the whole manifest)")
+        p.set_defaults(func=_cmd_registry_list if name == "list" else _cmd_registry_show)
 
     man = sub.add_parser("manifests", help="write the kustomize manifests (base and overlays)")
     man.add_argument("-o", "--output", default="manifests", help="output folder")

@@ -75,6 +75,16 @@ TRAINING_METRICS = (
     SEQ_RATIO_MAX,
 )
 PASS_AT_1 = "pass@1"
+#: the evaluate step's KFP metrics (and the registry manifest's): one per benchmark, and
+#: their mean, which the gate and ``gmpo registry list`` read
+EVAL_PREFIX = "pass_at_1/"
+EVAL_MEAN = f"{EVAL_PREFIX}average"
+
+
+def eval_metric(benchmark: str) -> str:
+    """The evaluate step's metric name for ``benchmark``'s Pass@1."""
+    return f"{EVAL_PREFIX}{benchmark}"
+
 
 #: Prometheus export (gmpo_kfp.cluster.prometheus): verl name -> (gauge name, help). Every
 #: series name the dashboard and the alert rules use is here or in PROMETHEUS_OWN.

@@ -64,6 +64,8 @@ KUEUE_FLAVOR = "gpu-nodes"
 KUEUE_QUOTA = {"cpu": "256", "memory": "2Ti", ACCELERATOR: 16}
 KUEUE_RETRAIN_PRIORITY = "gmpo-retrain"
 KUEUE_RETRAIN_PRIORITY_VALUE = 100
+#: set on every pipeline task to the image it runs in, for the registry's lineage
+IMAGE_ENV = "GMPO_IMAGE"
 SHM_VOLUME = "dshm"
 SHM_SIZE = "32Gi"  # Ray, NCCL and vLLM need far more than the 64 MB pod default
 

@@ -39,6 +39,11 @@ def _gpu(task: dsl.PipelineTask, gpus, resources: dict) -> None:
     )
 
 
+def _image(task: dsl.PipelineTask, image: str) -> None:
+    """Run ``task`` in ``image`` and tell it which (the registry's lineage records it)."""
+    task.set_container_image(image).set_env_variable(settings.IMAGE_ENV, image)
+
+
 def _kueue(task: dsl.PipelineTask, kueue: KueueConfig) -> None:
     for key, value in kueue.labels().items():
         kubernetes.add_pod_label(task, label_key=key, label_value=value)
@@ -74,7 +79,8 @@ def build_pipeline(images: Mapping[str, str] = settings.IMAGES, kueue: KueueConf
         pushgateway: str = "",
     ):
         prep = prepare_data(source=source, source_uri=source_uri, val_uri=val_uri)
-        prep.set_display_name("prepare data").set_container_image(images["runtime"])
+        prep.set_display_name("prepare data")
+        _image(prep, images["runtime"])
         prep.set_cpu_request(settings.CPU_RESOURCES["cpu"])
         prep.set_memory_request(settings.CPU_RESOURCES["memory"])
         _s3_secret(prep)
@@ -93,7 +99,8 @@ def build_pipeline(images: Mapping[str, str] = settings.IMAGES, kueue: KueueConf
             kueue_queue=kueue.queue or "",
             kueue_priority_class=kueue.priority_class or "",
         )
-        trained.set_display_name("train (GMPO)").set_container_image(images["trainer"])
+        trained.set_display_name("train (GMPO)")
+        _image(trained, images["trainer"])
         _gpu(trained, gpus, settings.TRAIN_RESOURCES)
         _s3_secret(trained)
         _kueue(trained, kueue)
@@ -118,7 +125,8 @@ def build_pipeline(images: Mapping[str, str] = settings.IMAGES, kueue: KueueConf
             model_name=model_name,
             pushgateway=pushgateway,
         )
-        scored.set_display_name("evaluate (Pass@1)").set_container_image(images["eval"])
+        scored.set_display_name("evaluate (Pass@1)")
+        _image(scored, images["eval"])
         _gpu(scored, settings.EVAL_RESOURCES["gpus"], settings.EVAL_RESOURCES)
         _s3_secret(scored)
         _kueue(scored, kueue)
@@ -131,11 +139,14 @@ def build_pipeline(images: Mapping[str, str] = settings.IMAGES, kueue: KueueConf
                 name=model_name,
                 eval_metrics=scored.outputs["metrics"],
                 config_json=trained.outputs["Output"],
+                train_lineage=trained.outputs["lineage"],
+                eval_lineage=scored.outputs["lineage"],
                 source_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                 model_registry_address=model_registry_address,
                 pushgateway=pushgateway,
             )
-            reg.set_display_name("register model").set_container_image(images["runtime"])
+            reg.set_display_name("register model")
+            _image(reg, images["runtime"])
             reg.set_cpu_request(settings.CPU_RESOURCES["cpu"])
             reg.set_memory_request(settings.CPU_RESOURCES["memory"])
             _s3_secret(reg)

@@ -309,7 +309,9 @@ def _collect(out: Path, seconds: float, model_name: str) -> LocalRun:
         return {k: float(v) for k, v in found[0].get("metadata", {}).items()}
 
     train_metrics = metrics_of("train")
-    pass_at_1 = metrics_of("evaluate").get("pass_at_1/average")
+    from gmpo_kfp.metrics import EVAL_MEAN
+
+    pass_at_1 = metrics_of("evaluate").get(EVAL_MEAN)
     passed = executor_output("evaluate").get("parameterValues", {}).get("Output")
     manifests = sorted((out / "registry" / model_name).glob("*/manifest.json"))
     version = manifest = None

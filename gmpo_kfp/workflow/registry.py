@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from gmpo_kfp.errors import UserError
+from gmpo_kfp.metrics import EVAL_MEAN
 from gmpo_kfp.storage import StorageError, Store, join, open_store, sha256_file
 from gmpo_kfp.version import __version__
 
@@ -100,8 +101,12 @@ def register_model(
     source_run: str | None = None,
     alias: str | None = DEFAULT_ALIAS,
     store: Store | None = None,
+    lineage: dict[str, Any] | None = None,
 ) -> Registration:
-    """Register the model in ``model_dir`` as the next version of ``name`` (or find it)."""
+    """Register the model in ``model_dir`` as the next version of ``name`` (or find it).
+
+    ``lineage``: what the model came from (:mod:`gmpo_kfp.workflow.lineage`), kept in
+    the manifest."""
     _check_name(name)
     store = store or open_store(registry_uri)
     files = local_files(model_dir)
@@ -133,6 +138,7 @@ def register_model(
             "source_run": source_run,
             "metrics": metrics or {},
             "config": config or {},
+            "lineage": lineage or {},
             "package": f"gmpo-kfp {__version__}",
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
@@ -187,6 +193,58 @@ def resolve(
     if raw is None:
         raise RegistryError(f"{name}: version {version} is not complete in {registry_uri}")
     return json.loads(raw)
+
+
+def aliases(store: Store, name: str) -> dict[str, int]:
+    """Every alias of ``name`` and the version it points at."""
+    found = {}
+    for key in store.list_keys(f"{name}/aliases/"):
+        raw = store.get_bytes(key)
+        if raw is not None:
+            found[key.rsplit("/", 1)[-1].removesuffix(".json")] = int(json.loads(raw)["version"])
+    return found
+
+
+@dataclass
+class VersionRow:
+    """One line of ``gmpo registry list``."""
+
+    version: int
+    created_at: str | None
+    mean_pass_at_1: float | None
+    aliases: list[str]
+    source_run: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def list_versions(registry_uri: str, name: str, *, store: Store | None = None) -> list[VersionRow]:
+    """The complete versions of ``name`` (a manifest written), oldest first, with their
+    mean Pass@1 and aliases; a name with none is a :class:`RegistryError`."""
+    _check_name(name)
+    store = store or open_store(registry_uri)
+    by_version: dict[int, list[str]] = {}
+    for alias, version in sorted(aliases(store, name).items()):
+        by_version.setdefault(version, []).append(alias)
+    rows = []
+    for version in versions(store, name):
+        raw = store.get_bytes(f"{name}/{version}/{MANIFEST}")
+        if raw is None:
+            continue  # claimed, never finished (or abandoned)
+        manifest = json.loads(raw)
+        rows.append(
+            VersionRow(
+                version=version,
+                created_at=manifest.get("created_at"),
+                mean_pass_at_1=(manifest.get("metrics") or {}).get(EVAL_MEAN),
+                aliases=by_version.get(version, []),
+                source_run=manifest.get("source_run"),
+            )
+        )
+    if not rows:
+        raise RegistryError(f"{name}: no registered version in {registry_uri}; check the name")
+    return rows
 
 
 def download(
@@ -263,3 +321,85 @@ def register_in_model_registry(
             f"model_registry_address {server_address}: {type(exc).__name__}: {exc}"
         ) from None
     return True
+
+
+# --------------------------------------------------------------------------- display
+
+
+def format_versions(name: str, rows: list[VersionRow]) -> str:
+    """``gmpo registry list``: one line per version."""
+    lines = [f"{'version':>7}  {'created':<20}  {'mean Pass@1':>11}  {'aliases':<12}  run"]
+    for r in rows:
+        mean = "-" if r.mean_pass_at_1 is None else f"{r.mean_pass_at_1:.4f}"
+        tags, created, run = ",".join(r.aliases) or "-", r.created_at or "-", r.source_run or "-"
+        lines.append(f"{r.version:>7}  {created:<20}  {mean:>11}  {tags:<12}  {run}")
+    return "\n".join([f"{name}: {len(rows)} version(s)", *lines])
+
+
+def _environment_line(part: dict[str, Any]) -> str:
+    packages = ", ".join(f"{k} {v}" for k, v in sorted((part.get("packages") or {}).items()))
+    image = part.get("image") or {}
+    where = image.get("reference") or "no image (a local run)"
+    if image.get("digest"):
+        where += f" ({image['digest']})"
+    return f"{packages or 'unknown'}; {where}"
+
+
+def _files_line(files: list[dict[str, Any]]) -> str:
+    return "; ".join(f"{f['file']} sha256 {f['sha256']} ({f['rows']} rows)" for f in files) or "-"
+
+
+def format_manifest(manifest: dict[str, Any], aliases_of: list[str] | None = None) -> str:
+    """``gmpo registry show``: the version, its results and its lineage, one fact a line."""
+    tags = f" ({', '.join(aliases_of)})" if aliases_of else ""
+    files = manifest.get("files") or {}
+    size = sum(int(f.get("size", 0)) for f in files.values())
+    lineage = manifest.get("lineage") or {}
+    train, evaluate = lineage.get("train") or {}, lineage.get("evaluate") or {}
+    results = manifest.get("metrics") or {}
+    rows = [
+        ("created", manifest.get("created_at")),
+        ("content", f"sha256 {manifest.get('content_sha256')}"),
+        ("files", f"{len(files)} files, {size / 1e6:.1f} MB"),
+        ("run", manifest.get("source_run") or lineage.get("run_id") or "-"),
+        ("package", manifest.get("package")),
+        (
+            "results",
+            ", ".join(f"{k.removeprefix('pass_at_1/')} {v:.4f}" for k, v in results.items()),
+        ),
+    ]
+    if train:
+        data = train.get("data") or {}
+        base = train.get("base_model") or {}
+        weights = base.get("weights_sha256")
+        rows += [
+            ("train data", _files_line(data.get("train") or [])),
+            ("val data", _files_line(data.get("val") or [])),
+            (
+                "base model",
+                f"{base.get('named')} -> {base.get('resolved')}"
+                + (f" (weights sha256 {weights})" if weights else " (weights not hashed)"),
+            ),
+            ("train ran", _environment_line(train)),
+        ]
+    if evaluate:
+        rows += [
+            ("benchmarks", _files_line(evaluate.get("benchmarks") or [])),
+            (
+                "protocol",
+                f"{evaluate.get('protocol')}, {evaluate.get('samples_per_problem')} per problem",
+            ),
+            ("evaluate ran", _environment_line(evaluate)),
+        ]
+    config = manifest.get("config") or {}
+    if config:
+        model = (config.get("model") or {}).get("path")
+        loss = (config.get("algorithm") or {}).get("loss")
+        rows.append(
+            ("config", f"engine {config.get('engine')}, loss {loss}, model {model} (--json: all)")
+        )
+    if not train and not evaluate:
+        rows.append(("lineage", "none recorded (registered before lineage was kept)"))
+    head = f"{manifest.get('name')} version {manifest.get('version')}{tags}"
+    width = max(len(k) for k, _ in rows)
+    return "\n".join([head, *(f"  {k:<{width}}  {v}" for k, v in rows)])

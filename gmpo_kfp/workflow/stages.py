@@ -188,6 +188,7 @@ def train_stage(
     output_uri: str,
     work_dir: str,
     curves_path: str,
+    lineage_path: str = "",
     engine: str = "",
     progress: bool = True,
     pushgateway: str = "",
@@ -199,6 +200,7 @@ def train_stage(
 
     ``model_name``: the name the model is registered under, and the ``model`` label of
     the training series (as evaluation and registration label theirs).
+    ``lineage_path``: write the step's lineage there (:mod:`gmpo_kfp.workflow.lineage`).
     ``kueue_queue`` / ``kueue_priority_class``: the pipeline's Kueue queue (``gmpo
     compile --queue``), for a multi-node RayJob to queue where the step's pod did."""
     from gmpo_kfp.engines.training import train
@@ -226,6 +228,8 @@ def train_stage(
     model_uri = f"{output_uri.rstrip('/')}/model"
     storage.push_dir(result.model_dir, model_uri)
     storage.write_atomic(curves_path, training_markdown(result.metrics_file))
+    if lineage_path:
+        _write_lineage(lineage_path, _train_lineage(config, work, result))
     metrics: dict[str, float] = {"steps": float(result.steps)}
     if result.pass_at_1_before is not None:
         metrics["pass_at_1_before"] = result.pass_at_1_before
@@ -240,6 +244,26 @@ def train_stage(
         "restored_step": result.restored_step,
         "base_model": result.base_model,
     }
+
+
+def _train_lineage(config: Any, work: Path, result: Any) -> dict[str, Any]:
+    from gmpo_kfp.evaluation.models import resolve_model_path
+    from gmpo_kfp.workflow.lineage import train_lineage
+
+    _say("recording lineage: hashing the data and the base model")
+    found = train_lineage(
+        train_files=config.data.train_files,
+        val_files=config.data.val_files,
+        model_named=config.model.path,
+        model_dir=resolve_model_path(config.model.path, work),  # built or fetched already
+    )
+    if result.sft:
+        found["warm_up"] = result.sft
+    return found
+
+
+def _write_lineage(path: str, lineage: dict[str, Any]) -> None:
+    storage.write_atomic(path, json.dumps(lineage, indent=2, sort_keys=True) + "\n")
 
 
 def _config_dict(config: Any) -> dict[str, Any]:
@@ -257,6 +281,7 @@ def evaluate_stage(
     eval_paths: Sequence[str],
     work_dir: str,
     report_path: str,
+    lineage_path: str = "",
     threshold: float = 0.0,
     protocol: str = "greedy",
     n: int = 0,
@@ -291,6 +316,15 @@ def evaluate_stage(
         base_dir = storage.fetch_dir(baseline_uri, work / "baseline")
         baseline = evaluate(base_dir, list(eval_paths), **kwargs)
     passed = result.mean >= threshold
+    if lineage_path:
+        from gmpo_kfp.workflow.lineage import eval_lineage
+
+        found = eval_lineage(
+            eval_files=eval_paths,
+            protocol=result.protocol,
+            samples_per_problem=result.samples_per_problem,
+        )
+        _write_lineage(lineage_path, found)
     storage.write_atomic(report_path, eval_markdown(result, baseline, threshold, passed))
     _say(f"Pass@1 {result.mean:.4f} ({'passed' if passed else 'below'} the gate {threshold})")
     push_results(
@@ -342,17 +376,37 @@ def register_stage(
     source_run: str = "",
     model_registry_address: str = "",
     pushgateway: str = "",
+    lineage_paths: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Register the model at ``model_uri`` in the registry; returns version and manifest URI.
 
     With ``model_registry_address``, the version is also recorded in that Kubeflow
-    Model Registry, pointing at our registry's copy of the files.
+    Model Registry, pointing at our registry's copy of the files. ``lineage_paths``: the
+    train and evaluate steps' lineage files (``{"train": path, "evaluate": path}``),
+    written into the manifest with the run id and the results.
     """
+    from gmpo_kfp.workflow.lineage import manifest_lineage
     from gmpo_kfp.workflow.registry import register_in_model_registry, register_model
 
     model_dir = storage.fetch_dir(model_uri, Path(work_dir) / "model")
+    parts = {
+        step: json.loads(Path(path).read_text()) if path and Path(path).is_file() else None
+        for step, path in (lineage_paths or {}).items()
+    }
+    lineage = manifest_lineage(
+        train=parts.get("train"),
+        evaluate=parts.get("evaluate"),
+        run_id=source_run or None,
+        results=metrics or {},
+    )
     reg = register_model(
-        model_dir, registry_uri, name, metrics=metrics, config=config, source_run=source_run or None
+        model_dir,
+        registry_uri,
+        name,
+        metrics=metrics,
+        config=config,
+        source_run=source_run or None,
+        lineage=lineage,
     )
     _say(f"registered {name} version {reg.version} at {reg.uri}")
     push_results(

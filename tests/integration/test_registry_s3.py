@@ -125,3 +125,36 @@ def test_file_registry_behaves_the_same(tmp_path):
     assert (a.version, b.version, c.version, b.created) == (1, 1, 2, False)
     assert registry.resolve(uri, "m")["version"] == 2
     assert (tmp_path / "reg" / "m" / "2" / "manifest.json").is_file()
+
+
+def test_list_shows_complete_versions_with_their_mean_and_aliases(tmp_path, registry_uri):
+    from gmpo_kfp.metrics import EVAL_MEAN
+
+    registry.register_model(model_dir(tmp_path, "a"), registry_uri, "m", metrics={EVAL_MEAN: 0.5})
+    registry.register_model(
+        model_dir(tmp_path, "b"), registry_uri, "m", metrics={EVAL_MEAN: 0.75}, source_run="r2"
+    )
+    store = open_store(registry_uri)
+    registry.set_alias(store, "m", "staging", 1)
+    # a claimed version that never got its manifest (a crash mid upload) is not listed
+    store.put_bytes("m/versions/3.json", b"{}")
+    rows = registry.list_versions(registry_uri, "m")
+    assert [(r.version, r.mean_pass_at_1, r.aliases) for r in rows] == [
+        (1, 0.5, ["staging"]),
+        (2, 0.75, ["production"]),
+    ]
+    text = registry.format_versions("m", rows)
+    assert text.splitlines()[0] == "m: 2 version(s)"
+    assert "0.7500" in text.splitlines()[-1] and text.splitlines()[-1].endswith("r2")
+    with pytest.raises(registry.RegistryError, match="nope: no registered version in"):
+        registry.list_versions(registry_uri, "nope")
+
+
+def test_show_prints_a_manifest_without_lineage_as_such(tmp_path):
+    uri = f"file://{tmp_path / 'reg'}"
+    registry.register_model(model_dir(tmp_path, "x"), uri, "m")
+    text = registry.format_manifest(registry.resolve(uri, "m"), ["production"])
+    assert text.startswith("m version 1 (production)")
+    assert any(line.split()[:3] == ["lineage", "none", "recorded"] for line in text.splitlines()), (
+        text
+    )

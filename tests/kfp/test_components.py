@@ -42,6 +42,7 @@ def test_component_functions_chain_without_kfp(tmp_path):
     model = dsl.Model(uri=str(tmp_path / "model-artifact"))
     metrics = dsl.Metrics(uri=str(tmp_path / "metrics"))
     curves = dsl.Markdown(uri=str(tmp_path / "curves.md"))
+    train_lineage = dsl.Artifact(uri=str(tmp_path / "train-lineage.json"))
     config_json = train.python_func(
         preset="tiny-cpu",
         overrides=SHORT,
@@ -52,6 +53,7 @@ def test_component_functions_chain_without_kfp(tmp_path):
         model=model,
         metrics=metrics,
         curves=curves,
+        lineage=train_lineage,
     )
     assert model.uri == f"file://{tmp_path / 'runs' / 'r1' / 'model'}"
     assert (tmp_path / "runs" / "r1" / "model" / "model.safetensors").is_file()
@@ -61,11 +63,13 @@ def test_component_functions_chain_without_kfp(tmp_path):
 
     eval_metrics = dsl.Metrics(uri=str(tmp_path / "eval-metrics"))
     report = dsl.Markdown(uri=str(tmp_path / "report.md"))
+    eval_lineage = dsl.Artifact(uri=str(tmp_path / "eval-lineage.json"))
     passed = evaluate.python_func(
         model=model,
         eval_data=val_data,
         metrics=eval_metrics,
         report=report,
+        lineage=eval_lineage,
         threshold=0.0,
         max_new_tokens=4,
     )
@@ -80,12 +84,66 @@ def test_component_functions_chain_without_kfp(tmp_path):
         registry_uri=registry_uri,
         name="tiny",
         config_json=config_json,
+        train_lineage=train_lineage,
+        eval_lineage=eval_lineage,
         source_run="r1",
     )
     assert version == 1 and manifest_uri.endswith("tiny/1/manifest.json")
     manifest = resolve(registry_uri, "tiny")
     assert manifest["metrics"] == eval_metrics.metadata and manifest["source_run"] == "r1"
     assert manifest["config"]["trainer"]["total_steps"] == 3
+    check_lineage(manifest["lineage"], tmp_path, eval_metrics.metadata)
+    check_registry_commands(registry_uri)
+
+
+def check_lineage(lineage, tmp_path, results):
+    """The manifest says what the model came from, each fact checked at its source."""
+    import torch
+    import transformers
+
+    from gmpo_kfp.storage import sha256_file
+    from gmpo_kfp.workflow.registry import content_sha256, local_files
+
+    assert lineage["run_id"] == "r1" and lineage["results"] == results
+    train, evaluate = lineage["train"], lineage["evaluate"]
+    (train_file,) = train["data"]["train"]
+    assert train_file["rows"] == 64
+    assert train_file["sha256"] == sha256_file(tmp_path / "train")  # the prepared data
+    (val_file,) = train["data"]["val"]
+    assert val_file["sha256"] == sha256_file(tmp_path / "val") and val_file["rows"] == 2000
+    base = train["base_model"]
+    assert base["named"] == "tiny"
+    assert base["weights_sha256"] == content_sha256(local_files(base["resolved"]))
+    for part in (train, evaluate):
+        assert part["packages"]["torch"] == torch.__version__
+        assert part["packages"]["transformers"] == transformers.__version__
+        assert part["image"] == {"reference": None, "digest": None}  # no image here
+    assert "trl" in train["packages"] and "gmpo-kfp" in train["packages"]
+    (bench,) = evaluate["benchmarks"]
+    assert bench["sha256"] == val_file["sha256"] and evaluate["protocol"] == "greedy"
+
+
+def check_registry_commands(registry_uri):
+    import contextlib
+    import io
+
+    from gmpo_kfp.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["registry", "list", "tiny", "--registry", registry_uri]) == 0
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "tiny: 1 version(s)"
+    (row,) = lines[2:]
+    assert row.split()[0] == "1" and "production" in row and row.split()[-1] == "r1"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["registry", "show", "tiny", "--registry", registry_uri]) == 0
+    shown = out.getvalue()
+    assert shown.startswith("tiny version 1 (production)")
+    for label in ("train data", "val data", "base model", "train ran", "benchmarks", "run"):
+        assert f"  {label} " in shown, label
+    assert "no image (a local run)" in shown and "torch " in shown
 
 
 @pytest.mark.parametrize(("threshold", "registered"), [(0.0, True), (1.01, False)])

@@ -145,3 +145,11 @@ def test_compiled_for_a_queue_the_gpu_steps_and_the_rayjob_queue_there(tmp_path)
     values = {"kueue.queue": queue, "kueue.priority_class": priority}
     config = train_config("gmpo-qwen2.5-7b-math", [], values=values)
     assert config.kueue.labels()[settings.KUEUE_QUEUE_LABEL] == "team-a"
+
+
+def test_every_task_is_told_its_image_for_the_lineage(ir):
+    pipeline, _, _ = ir
+    for name, executor in pipeline["deploymentSpec"]["executors"].items():
+        container = executor["container"]
+        env = {e["name"]: e["value"] for e in container.get("env", [])}
+        assert env[settings.IMAGE_ENV] == container["image"], name

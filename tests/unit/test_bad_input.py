@@ -66,6 +66,10 @@ CASES = {
         ["schedule", "--host", "http://127.0.0.1:{closed}", "--cron", "0 3 * *"],
         "--cron '0 3 * *': give five fields",
     ),
+    "unknown registered model": (
+        ["registry", "list", "nope", "--registry", "{tmp}/registry"],
+        "nope: no registered version in {tmp}/registry; check the name",
+    ),
     "invalid Kueue queue": (
         ["submit", "--host", "http://127.0.0.1:{closed}", "--queue", "Team_A"],
         "--queue must be a Kubernetes name: at most 63 lowercase letters",

@@ -162,3 +162,16 @@ def test_the_help_names_the_default_preset_that_the_commands_use():
     for action in actions:
         assert f"default {DEFAULT_PRESET}" in action.help, action.help
     assert DEFAULT_PRESET in preset_names()
+
+
+def test_the_lineage_image_digest_is_known_only_when_the_reference_pins_one():
+    from gmpo_kfp import settings
+    from gmpo_kfp.workflow.lineage import image
+
+    pinned = "ghcr.io/x/trainer@sha256:" + "a" * 64
+    assert image({settings.IMAGE_ENV: pinned}) == {
+        "reference": pinned,
+        "digest": "sha256:" + "a" * 64,
+    }
+    assert image({settings.IMAGE_ENV: "ghcr.io/x/trainer:1.0"})["digest"] is None
+    assert image({}) == {"reference": None, "digest": None}
