@@ -21,8 +21,12 @@ def evaluate(
     backend: str = "auto",
     model_name: str = "",
     pushgateway: str = "",
+    registry_uri: str = "",
+    tolerance: float = 0.02,  # KFP copies the body alone: literals (a test holds them to
+    margin: float = 0.01,  # gmpo_kfp.workflow.gate's defaults)
 ) -> bool:
-    """Evaluate ``model`` on ``eval_data`` (and further parquet URIs); True at >= ``threshold``.
+    """Evaluate ``model`` on ``eval_data`` (and further parquet URIs) beside the registry's
+    production version; True when it passes the gate (``gmpo_kfp.workflow.gate``).
 
     A single boolean output: ``dsl.If`` on it works on a cluster and in ``kfp.local``.
     """
@@ -46,7 +50,13 @@ def evaluate(
         backend=backend,
         model_name=model_name,
         pushgateway=pushgateway,
+        registry_uri=registry_uri,
+        tolerance=tolerance,
+        margin=margin,
     )
+    report.metadata["gate"] = out["reason"]
+    if out["champion_version"] is not None:
+        report.metadata["champion_version"] = out["champion_version"]
     for source, value in out["pass_at_1"].items():
         metrics.log_metric(eval_metric(source), value)
     metrics.log_metric(EVAL_MEAN, out["mean"])

@@ -18,6 +18,7 @@ from kfp import dsl, kubernetes
 from gmpo_kfp import settings
 from gmpo_kfp.config import KueueConfig
 from gmpo_kfp.presets import DEFAULT_PRESET
+from gmpo_kfp.workflow.gate import DEFAULT_MARGIN, DEFAULT_TOLERANCE
 
 
 def _s3_secret(task: dsl.PipelineTask) -> None:
@@ -68,6 +69,8 @@ def build_pipeline(images: Mapping[str, str] = settings.IMAGES, kueue: KueueConf
         val_uri: str = "",
         eval_uris: list = [],  # noqa: B006
         threshold: float = 0.3,
+        tolerance: float = DEFAULT_TOLERANCE,
+        margin: float = DEFAULT_MARGIN,
         model_name: str = "gmpo-tiny",
         registry_uri: str = settings.REGISTRY_URI,
         output_root: str = settings.OUTPUT_ROOT,
@@ -124,6 +127,9 @@ def build_pipeline(images: Mapping[str, str] = settings.IMAGES, kueue: KueueConf
             extra_eval_uris=eval_uris,
             model_name=model_name,
             pushgateway=pushgateway,
+            registry_uri=registry_uri,
+            tolerance=tolerance,
+            margin=margin,
         )
         scored.set_display_name("evaluate (Pass@1)")
         _image(scored, images["eval"])

@@ -63,6 +63,12 @@ def pipeline_parameters(
                 f"--param {key}: the pipeline has no such parameter; use one of {names}"
             )
         args[key] = value
+    from gmpo_kfp.workflow.gate import GateError, gate_from_params
+
+    try:  # the gate's numbers, checked before anything runs
+        gate_from_params(args)
+    except GateError as exc:
+        raise ConfigError(f"--param {exc}") from None
     engine = str(args.get("engine", ""))
     config = train_config(preset, overrides, engine=engine)  # unknown presets fail here
     check_config(config, cuda=cuda)

@@ -102,11 +102,12 @@ def register_model(
     alias: str | None = DEFAULT_ALIAS,
     store: Store | None = None,
     lineage: dict[str, Any] | None = None,
+    champion: int | None = None,
 ) -> Registration:
     """Register the model in ``model_dir`` as the next version of ``name`` (or find it).
 
     ``lineage``: what the model came from (:mod:`gmpo_kfp.workflow.lineage`), kept in
-    the manifest."""
+    the manifest; ``champion``: the production version this one beat at the gate."""
     _check_name(name)
     store = store or open_store(registry_uri)
     files = local_files(model_dir)
@@ -139,6 +140,7 @@ def register_model(
             "metrics": metrics or {},
             "config": config or {},
             "lineage": lineage or {},
+            "champion": champion,
             "package": f"gmpo-kfp {__version__}",
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
@@ -362,6 +364,7 @@ def format_manifest(manifest: dict[str, Any], aliases_of: list[str] | None = Non
         ("content", f"sha256 {manifest.get('content_sha256')}"),
         ("files", f"{len(files)} files, {size / 1e6:.1f} MB"),
         ("run", manifest.get("source_run") or lineage.get("run_id") or "-"),
+        ("beat", f"version {manifest['champion']}" if manifest.get("champion") else "-"),
         ("package", manifest.get("package")),
         (
             "results",

@@ -22,6 +22,14 @@ from gmpo_kfp.cluster.prometheus import push_results
 from gmpo_kfp.data.importers import import_source
 from gmpo_kfp.data.schema import DataError, write_rl_parquet
 from gmpo_kfp.errors import UserError
+from gmpo_kfp.workflow.gate import (
+    DEFAULT_MARGIN,
+    DEFAULT_TOLERANCE,
+    Champion,
+    Gate,
+    decide,
+    markdown,
+)
 
 SAMPLE_PROMPTS = 3
 #: The train stage's metrics name where its seconds went ``seconds/<part>``, one per
@@ -291,8 +299,18 @@ def evaluate_stage(
     model_name: str = "",
     pushgateway: str = "",
     extra_eval_uris: Sequence[str] = (),
+    registry_uri: str = "",
+    tolerance: float = DEFAULT_TOLERANCE,
+    margin: float = DEFAULT_MARGIN,
 ) -> dict[str, Any]:
-    """Pass@1 per benchmark and their mean; ``passed`` when the mean reaches ``threshold``.
+    """Pass@1 per benchmark and their mean; ``passed`` by :func:`~gmpo_kfp.workflow.gate.decide`.
+
+    With ``registry_uri`` and ``model_name``, the registry's ``production`` version of
+    that model (the champion, when there is one) is scored beside the new model on the
+    same problems with the same protocol; the new one passes only when it reaches
+    ``threshold``, is on no benchmark more than ``tolerance`` below the champion and
+    beats its mean by ``margin``. The reason is one line in the log, in the report and
+    in the lineage (with the champion's version), which registration records.
 
     ``extra_eval_uris``: further benchmark files (paths or ``s3://``), fetched (checked)
     into ``work_dir`` and evaluated beside ``eval_paths``. With a Pushgateway
@@ -315,7 +333,12 @@ def evaluate_stage(
     if baseline_uri:
         base_dir = storage.fetch_dir(baseline_uri, work / "baseline")
         baseline = evaluate(base_dir, list(eval_paths), **kwargs)
-    passed = result.mean >= threshold
+    gate = Gate(threshold=threshold, tolerance=tolerance, margin=margin)
+    champion = None
+    if registry_uri and model_name:
+        champion = _score_champion(registry_uri, model_name, work, list(eval_paths), kwargs)
+    decision = decide(result.pass_at_1, result.mean, gate, champion)
+    passed = decision.passed
     if lineage_path:
         from gmpo_kfp.workflow.lineage import eval_lineage
 
@@ -324,9 +347,12 @@ def evaluate_stage(
             protocol=result.protocol,
             samples_per_problem=result.samples_per_problem,
         )
+        found["gate"] = decision.to_dict()
         _write_lineage(lineage_path, found)
-    storage.write_atomic(report_path, eval_markdown(result, baseline, threshold, passed))
-    _say(f"Pass@1 {result.mean:.4f} ({'passed' if passed else 'below'} the gate {threshold})")
+    report = eval_markdown(result, baseline, threshold, passed, decision)
+    storage.write_atomic(report_path, report)
+    verdict = "passed" if passed else "did not pass"
+    _say(f"Pass@1 {result.mean:.4f}: the gate {verdict}: {decision.reason}")
     push_results(
         stage="evaluate",
         model=model_name or Path(model_uri.rstrip("/")).parent.name,
@@ -337,11 +363,35 @@ def evaluate_stage(
         "pass_at_1": result.pass_at_1,
         "mean": result.mean,
         "passed": passed,
+        "reason": decision.reason,
+        "champion_version": decision.champion.version if decision.champion else None,
         "baseline": baseline.pass_at_1 if baseline else None,
     }
 
 
-def eval_markdown(result: Any, baseline: Any, threshold: float, passed: bool) -> str:
+def _score_champion(
+    registry_uri: str, name: str, work: Path, eval_paths: list[str], kwargs: dict[str, Any]
+) -> Any:
+    """The registry's production version of ``name``, scored as the new model was; ``None``
+    when there is none yet."""
+    from gmpo_kfp.evaluation.evaluate import evaluate
+    from gmpo_kfp.workflow.registry import DEFAULT_ALIAS, RegistryError, download, resolve
+
+    try:
+        manifest = resolve(registry_uri, name, DEFAULT_ALIAS)
+    except RegistryError:
+        _say(f"no {DEFAULT_ALIAS} version of {name} yet: the floor alone gates")
+        return None
+    version = int(manifest["version"])
+    _say(f"scoring {name} version {version} ({DEFAULT_ALIAS}) on the same problems")
+    target = download(registry_uri, name, version, work / "champion")
+    scored = evaluate(target, eval_paths, **kwargs)
+    return Champion(version=version, pass_at_1=dict(scored.pass_at_1), mean=scored.mean)
+
+
+def eval_markdown(
+    result: Any, baseline: Any, threshold: float, passed: bool, decision: Any = None
+) -> str:
     head = "| benchmark | Pass@1 |" + (" baseline |" if baseline else "")
     rule = "|---|---|" + ("---|" if baseline else "")
     lines = [
@@ -358,7 +408,15 @@ def eval_markdown(result: Any, baseline: Any, threshold: float, passed: bool) ->
     extra = f" {baseline.mean:.4f} |" if baseline else ""
     lines.append(f"| **average** | **{result.mean:.4f}** |{extra}")
     verdict = "passed" if passed else "did not pass"
-    lines += ["", f"Gate: average >= {threshold}: **{verdict}**.", ""]
+    if decision is not None and decision.champion is not None:
+        lines += [
+            "",
+            "## Against production",
+            "",
+            *markdown(result.pass_at_1, result.mean, decision),
+        ]
+    reason = f": {decision.reason}" if decision is not None else f": average >= {threshold}"
+    lines += ["", f"Gate **{verdict}**{reason}.", ""]
     return "\n".join(lines)
 
 
@@ -399,6 +457,8 @@ def register_stage(
         run_id=source_run or None,
         results=metrics or {},
     )
+    gate = (parts.get("evaluate") or {}).get("gate") or {}
+    champion = (gate.get("champion") or {}).get("version")
     reg = register_model(
         model_dir,
         registry_uri,
@@ -407,8 +467,10 @@ def register_stage(
         config=config,
         source_run=source_run or None,
         lineage=lineage,
+        champion=champion,
     )
-    _say(f"registered {name} version {reg.version} at {reg.uri}")
+    beat = f", beating version {champion}" if champion is not None else ""
+    _say(f"registered {name} version {reg.version} at {reg.uri}{beat}")
     push_results(
         stage="register", model=name, gateway=pushgateway, version=reg.version, run_id=source_run
     )
