@@ -19,6 +19,7 @@ def register_model(
     source_run: str = "",
     model_registry_address: str = "",
     pushgateway: str = "",
+    weights: str = "merged",
 ) -> NamedTuple("Registration", [("version", int), ("manifest_uri", str)]):
     """Write the model to ``registry_uri/<name>/<version>/``; move the ``production`` alias."""
     import json
@@ -38,6 +39,7 @@ def register_model(
         source_run=source_run,
         model_registry_address=model_registry_address,
         pushgateway=pushgateway,
+        weights=weights,
     )
     registration = namedtuple("Registration", ["version", "manifest_uri"])
     return registration(out["version"], out["manifest_uri"])

@@ -257,6 +257,52 @@ class MonitoringConfig(_Section):
 
 
 @dataclass
+class LoraConfig(_Section):
+    """LoRA: train low-rank adapters on a frozen base instead of every weight (PEFT).
+
+    On the trl engine through ``peft`` (TRL's ``peft_config``), on verl through its own
+    options (``actor_rollout_ref.model.lora_rank`` and its neighbours). The RL phase
+    trains the adapters; the supervised warm-up (``sft.*``, the tiny model's start)
+    still trains every weight. The final model is the base with the adapters merged
+    in (what vLLM serves as it is), its adapters kept beside it in
+    ``lora_adapter/`` (``gmpo registry`` can register those alone).
+    """
+
+    _prefix: ClassVar[str] = "lora."
+    rank: int = _f(0, "adapter rank r (0: no LoRA, every weight trains; typical 8-64)", min=0)
+    alpha: int = _f(16, "adapter scale: the update is multiplied by alpha / rank", gt=0)
+    target_modules: list[str] = _f(
+        ["all-linear"],
+        "layers that get adapters: module names (q_proj, v_proj, ...) or all-linear "
+        "(every linear layer but the output layer)",
+    )
+    dropout: float = _f(
+        0.0, "dropout on the adapters' input (trl only: verl's FSDP LoRA has none)", min=0, max=0.9
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.rank and not self.target_modules:
+            raise ConfigError(
+                "lora.target_modules is empty: name the layers to adapt (e.g. [q_proj, "
+                "v_proj]) or use [all-linear]"
+            )
+        if "all-linear" in self.target_modules and len(self.target_modules) > 1:
+            raise ConfigError(
+                "lora.target_modules: all-linear already covers every linear layer; give "
+                "either [all-linear] or a list of module names"
+            )
+
+    @property
+    def enabled(self) -> bool:
+        return self.rank > 0
+
+    def targets(self) -> str | list[str]:
+        """``target_modules`` as peft and verl take it: the string ``all-linear`` or names."""
+        return "all-linear" if self.target_modules == ["all-linear"] else list(self.target_modules)
+
+
+@dataclass
 class SftConfig(_Section):
     """Optional supervised warm-up before RL: TRL's SFTTrainer on the answers of data.sft_files."""
 
@@ -377,6 +423,9 @@ class TrainConfig:
     batch: BatchConfig = field(default_factory=BatchConfig, metadata={"help": "batch sizes"})
     trainer: TrainerConfig = field(
         default_factory=TrainerConfig, metadata={"help": "length, checkpoints, validation"}
+    )
+    lora: LoraConfig = field(
+        default_factory=LoraConfig, metadata={"help": "LoRA adapters (PEFT) instead of full tuning"}
     )
     sft: SftConfig = field(
         default_factory=SftConfig, metadata={"help": "optional supervised warm-up"}

@@ -80,6 +80,7 @@ def build_pipeline(images: Mapping[str, str] = settings.IMAGES, kueue: KueueConf
         max_new_tokens: int = 1024,
         model_registry_address: str = "",
         pushgateway: str = "",
+        register_weights: str = "merged",
     ):
         prep = prepare_data(source=source, source_uri=source_uri, val_uri=val_uri)
         prep.set_display_name("prepare data")
@@ -150,6 +151,7 @@ def build_pipeline(images: Mapping[str, str] = settings.IMAGES, kueue: KueueConf
                 source_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                 model_registry_address=model_registry_address,
                 pushgateway=pushgateway,
+                weights=register_weights,
             )
             reg.set_display_name("register model")
             _image(reg, images["runtime"])

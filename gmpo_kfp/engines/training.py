@@ -159,6 +159,7 @@ def train(
     if not torch.cuda.is_available():
         reuse_freed_memory()  # a CPU step reuses the last step's memory
     engine = engine or get_engine(config.engine)
+    engine.check(config, cuda=torch.cuda.is_available())  # what it cannot run, before any work
     if config.model.path != TINY:
         check_model_dir(config.model.path)  # before anything is written
     config = materialise_task(config)

@@ -838,8 +838,10 @@ class TRLEngine:
             callbacks.append(
                 ProgressCallback(steps, metrics_cb, per_rollout=per_rollout, desc=c.name)
             )
+        from gmpo_kfp.engines import lora
         from gmpo_kfp.reward import trl_reward
 
+        adapters = lora.peft_config(c)
         trainer = trainer_class(c)(
             model=model,
             reward_funcs=[trl_reward],
@@ -847,8 +849,17 @@ class TRLEngine:
             train_dataset=_rl_dataset(train_rows),
             processing_class=tokenizer,
             callbacks=callbacks,
+            peft_config=adapters,
             gmpo_config=c,
         )
+        if adapters is not None:
+            trainable, total = trainer.model.get_nb_trainable_parameters()
+            print(
+                f"gmpo: LoRA rank {c.lora.rank}, alpha {c.lora.alpha} on "
+                f"{c.lora.targets()}: {trainable:,} of {total:,} parameters train "
+                f"({100 * trainable / total:.2f}%)",
+                file=sys.stderr,
+            )
         _quiet(trainer)
         start = time.perf_counter()
         try:
@@ -856,8 +867,12 @@ class TRLEngine:
         finally:
             writer.close()
         seconds = time.perf_counter() - start
+        if adapters is not None:
+            model_dir = lora.save_merged(trainer.model, tokenizer, out / "model", base=c.model.path)
+        else:
+            model_dir = save_model_dir(trainer, tokenizer, out / "model")
         return EngineRun(
-            model_dir=save_model_dir(trainer, tokenizer, out / "model"),
+            model_dir=model_dir,
             metrics_file=out / "metrics.jsonl",
             steps=trainer.state.global_step // per_rollout,
             seconds=seconds,

@@ -102,12 +102,34 @@ def cpu_override_map(config: TrainConfig) -> dict[str, Any]:
     o[REF + "fsdp_config.param_offload"] = False
     o[M + "use_remove_padding"] = False
     o["+" + M + "override_config.attn_implementation"] = "sdpa"
+    if config.lora.enabled:  # the transformers rollout loads merged weights, never adapters
+        o[M + "lora.merge"] = True
     o[R + "name"] = ROLLOUT_NAME
     o[R + "tensor_model_parallel_size"] = 1
     o[R + "agent.num_workers"] = 1
     o["reward.num_workers"] = 1
     o["data.dataloader_num_workers"] = 0
     return o
+
+
+def lora_override_map(config: TrainConfig) -> dict[str, Any]:
+    """``lora.*`` -> verl's FSDP LoRA options (``actor_rollout_ref.model.lora_*``).
+
+    verl builds the adapters with ``peft`` as the trl engine does; vLLM rollouts get
+    the adapters apart from the base weights (verl's default). verl's FSDP LoRA has no
+    dropout, so ``lora.dropout`` above 0 is refused rather than dropped.
+    """
+    lora = config.lora
+    if lora.dropout:
+        raise ConfigError(
+            f"lora.dropout={lora.dropout} is not available in verl (its FSDP LoRA has no "
+            "dropout): set lora.dropout=0 or use the trl engine"
+        )
+    return {
+        M + "lora_rank": lora.rank,
+        M + "lora_alpha": lora.alpha,
+        M + "target_modules": lora.targets(),
+    }
 
 
 #: What a verl checkpoint may hold (``checkpoint.save_contents``), and what a resume
@@ -169,6 +191,8 @@ def verl_override_map(config: TrainConfig, device: str = "gpu") -> dict[str, Any
     o[M + "path"] = c.model.path
     o[M + "use_remove_padding"] = c.model.remove_padding
     o[M + "enable_gradient_checkpointing"] = c.model.gradient_checkpointing
+    if c.lora.enabled:
+        o.update(lora_override_map(c))
     if c.model.max_position_embeddings is not None:
         o["+" + M + "override_config.max_position_embeddings"] = c.model.max_position_embeddings
     o[A + "optim.lr"] = c.optim.lr
@@ -479,7 +503,7 @@ class VerlEngine:
         staging = out / ".model.merging"
         shutil.rmtree(staging, ignore_errors=True)
         written = newest.path / "actor" / HF_FOLDER
-        if "hf_model" in c.verl.checkpoint_contents and has_weights(written):
+        if "hf_model" in c.verl.checkpoint_contents and has_weights(written) and not c.lora.enabled:
             # verl saved the whole model in Hugging Face format: nothing to merge
             print(f"gmpo: final model: verl's {written}", file=sys.stderr)
             shutil.copytree(written, staging)
@@ -489,6 +513,15 @@ class VerlEngine:
                 {**os.environ, **env},
                 "verl model merge",
             )
+        if c.lora.enabled:
+            from gmpo_kfp.engines.lora import merge_in_place
+
+            print("gmpo: merging the LoRA adapters into the final model", file=sys.stderr)
+            if not merge_in_place(staging, base=c.model.path):
+                raise RuntimeError(
+                    f"verl's model merger wrote no LoRA adapters into {staging}: the final "
+                    "model would be the untrained base"
+                )
         replace_dir(staging, model_dir)
         return EngineRun(
             model_dir=model_dir, metrics_file=metrics_file, steps=newest.step, seconds=seconds

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -130,12 +131,18 @@ def replace_dir(staging: Path, target: Path) -> None:
 
 
 def save_model_dir(
-    model: Any, tokenizer: Any, target: Path, *, extra_files: dict[str, str] | None = None
+    model: Any,
+    tokenizer: Any,
+    target: Path,
+    *,
+    extra_files: dict[str, str] | None = None,
+    extra: Callable[[Path], object] | None = None,
 ) -> Path:
     """Write a Hugging Face model directory atomically (temporary name, then rename).
 
     ``model`` is a ``PreTrainedModel`` (saved whole: a causal LM keeps its output layer
-    and its ``architectures``) or a trainer (its ``.model`` is saved).
+    and its ``architectures``) or a trainer (its ``.model`` is saved). ``extra``: writes
+    more into the folder before it is renamed into place (e.g. LoRA adapters).
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
@@ -144,6 +151,8 @@ def save_model_dir(
         tokenizer.save_pretrained(staging)
         for name, text in (extra_files or {}).items():
             (staging / name).write_text(text)
+        if extra is not None:
+            extra(staging)
         replace_dir(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

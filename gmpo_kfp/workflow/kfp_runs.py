@@ -69,6 +69,14 @@ def pipeline_parameters(
         gate_from_params(args)
     except GateError as exc:
         raise ConfigError(f"--param {exc}") from None
+    from gmpo_kfp.workflow.registry import WEIGHTS
+
+    weights = args.get("register_weights", WEIGHTS[0])
+    if weights not in WEIGHTS:
+        raise ConfigError(
+            f"--param register_weights: {weights!r} is not one of {', '.join(WEIGHTS)} "
+            "(adapter: a LoRA run's adapters alone)"
+        )
     engine = str(args.get("engine", ""))
     config = train_config(preset, overrides, engine=engine)  # unknown presets fail here
     check_config(config, cuda=cuda)

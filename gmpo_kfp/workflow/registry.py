@@ -35,6 +35,9 @@ from gmpo_kfp.version import __version__
 
 MANIFEST = "manifest.json"
 DEFAULT_ALIAS = "production"
+#: what a version holds: the whole model (a LoRA run's adapters merged in, and kept in
+#: ``lora_adapter/``), or a LoRA run's adapters alone with the base model's identity
+WEIGHTS = ("merged", "adapter")
 
 
 class RegistryError(UserError, ValueError):
@@ -103,12 +106,20 @@ def register_model(
     store: Store | None = None,
     lineage: dict[str, Any] | None = None,
     champion: int | None = None,
+    weights: str = "merged",
 ) -> Registration:
     """Register the model in ``model_dir`` as the next version of ``name`` (or find it).
 
     ``lineage``: what the model came from (:mod:`gmpo_kfp.workflow.lineage`), kept in
-    the manifest; ``champion``: the production version this one beat at the gate."""
+    the manifest; ``champion``: the production version this one beat at the gate.
+    ``weights``: ``merged`` registers the whole folder; ``adapter`` only a LoRA run's
+    adapters (``lora_adapter/``), the manifest naming the base model they apply to."""
     _check_name(name)
+    base_model = None
+    if weights not in WEIGHTS:
+        raise RegistryError(f"weights: {weights!r} is not one of {', '.join(WEIGHTS)}")
+    if weights == "adapter":
+        model_dir, base_model = _adapter_and_base(model_dir, lineage)
     store = store or open_store(registry_uri)
     files = local_files(model_dir)
     digest = content_sha256(files)
@@ -141,6 +152,8 @@ def register_model(
             "config": config or {},
             "lineage": lineage or {},
             "champion": champion,
+            "weights": weights,
+            "base_model": base_model,
             "package": f"gmpo-kfp {__version__}",
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
@@ -155,6 +168,26 @@ def register_model(
         created=created,
         content_sha256=digest,
     )
+
+
+def _adapter_and_base(
+    model_dir: str | os.PathLike, lineage: dict[str, Any] | None
+) -> tuple[Path, dict[str, Any]]:
+    """A LoRA model's adapters folder, and the identity of the base model they apply to."""
+    from gmpo_kfp.engines.lora import ADAPTER_CONFIG, ADAPTER_DIR, adapter_dir
+
+    found = adapter_dir(model_dir)
+    if found is None:
+        raise RegistryError(
+            f"weights=adapter: {model_dir} has no LoRA adapters ({ADAPTER_DIR}/); train with "
+            "lora.rank > 0, or register the merged weights"
+        )
+    adapter = json.loads((found / ADAPTER_CONFIG).read_text())
+    base = {"name_or_path": adapter.get("base_model_name_or_path")}
+    trained_on = ((lineage or {}).get("train") or {}).get("base_model")
+    if trained_on:
+        base.update(trained_on)
+    return found, base
 
 
 def _claimed_version(store: Store, claim_key: str) -> int | None:
@@ -351,6 +384,16 @@ def _files_line(files: list[dict[str, Any]]) -> str:
     return "; ".join(f"{f['file']} sha256 {f['sha256']} ({f['rows']} rows)" for f in files) or "-"
 
 
+def _weights_line(manifest: dict[str, Any]) -> str:
+    if manifest.get("weights") != "adapter":
+        return "merged (the whole model)"
+    base = manifest.get("base_model") or {}
+    sha = base.get("weights_sha256")
+    return f"LoRA adapters only, on {base.get('name_or_path')}" + (
+        f" (weights sha256 {sha})" if sha else ""
+    )
+
+
 def format_manifest(manifest: dict[str, Any], aliases_of: list[str] | None = None) -> str:
     """``gmpo registry show``: the version, its results and its lineage, one fact a line."""
     tags = f" ({', '.join(aliases_of)})" if aliases_of else ""
@@ -363,6 +406,7 @@ def format_manifest(manifest: dict[str, Any], aliases_of: list[str] | None = Non
         ("created", manifest.get("created_at")),
         ("content", f"sha256 {manifest.get('content_sha256')}"),
         ("files", f"{len(files)} files, {size / 1e6:.1f} MB"),
+        ("weights", _weights_line(manifest)),
         ("run", manifest.get("source_run") or lineage.get("run_id") or "-"),
         ("beat", f"version {manifest['champion']}" if manifest.get("champion") else "-"),
         ("package", manifest.get("package")),

@@ -435,8 +435,12 @@ def register_stage(
     model_registry_address: str = "",
     pushgateway: str = "",
     lineage_paths: dict[str, str] | None = None,
+    weights: str = "merged",
 ) -> dict[str, Any]:
     """Register the model at ``model_uri`` in the registry; returns version and manifest URI.
+
+    ``weights``: ``merged`` (the whole model folder) or ``adapter`` (a LoRA run's
+    adapters alone, with the base model's identity in the manifest).
 
     With ``model_registry_address``, the version is also recorded in that Kubeflow
     Model Registry, pointing at our registry's copy of the files. ``lineage_paths``: the
@@ -468,9 +472,11 @@ def register_stage(
         source_run=source_run or None,
         lineage=lineage,
         champion=champion,
+        weights=weights,
     )
     beat = f", beating version {champion}" if champion is not None else ""
-    _say(f"registered {name} version {reg.version} at {reg.uri}{beat}")
+    held = " (LoRA adapters only)" if weights == "adapter" else ""
+    _say(f"registered {name} version {reg.version}{held} at {reg.uri}{beat}")
     push_results(
         stage="register", model=name, gateway=pushgateway, version=reg.version, run_id=source_run
     )

@@ -75,6 +75,55 @@ def test_verl_trains_on_the_cpu_end_to_end(tmp_path, capsys):
     assert result.pass_at_1_before is not None and result.pass_at_1_after is not None
 
 
+def test_verl_trains_lora_adapters_on_the_cpu(tmp_path, warm_tiny_model):
+    """lora.* through verl's own LoRA (peft inside its FSDP worker): the rollout samples
+    with the adapters merged, the final model holds them merged and apart."""
+    import torch
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from gmpo_kfp.engines.lora import adapter_dir
+
+    config = verl_config(
+        tmp_path / "run",
+        "sft.enabled=false",
+        f"model.path={warm_tiny_model}",
+        "lora.rank=8",
+        "lora.alpha=16",
+        "optim.lr=1e-2",
+        "optim.weight_decay=0",
+        "trainer.test_freq=-1",
+        "trainer.val_before_train=false",
+    )
+    result = train(config, progress=False)
+    steps = {r["step"]: r["data"] for r in M.read_metrics(result.metrics_file)}
+    for step in (1, 2):
+        assert steps[step][M.GRAD_NORM] > 0 and 0 < steps[step][M.SCORE_MEAN] <= 1
+        # the transformers rollout took the merged weights: it samples what the actor scores
+        assert steps[step]["training/rollout_probs_diff_max"] < 0.05
+    base = load_file(str(warm_tiny_model / "model.safetensors"))
+    final = load_file(str(result.model_dir / "model.safetensors"))
+    assert final.keys() == base.keys()
+    # beyond bfloat16's rounding (verl's merger writes bfloat16)
+    changed = {
+        k
+        for k in base
+        if not torch.allclose(base[k], final[k].to(base[k].dtype), atol=1e-3, rtol=1e-2)
+    }
+    assert changed and all(k.endswith("proj.weight") for k in changed), sorted(changed)
+    adapters = adapter_dir(result.model_dir)
+    assert adapters is not None
+    ids = torch.tensor([[5, 9, 12, 7, 3, 11]])
+    merged = AutoModelForCausalLM.from_pretrained(result.model_dir, dtype=torch.float32)
+    on_base = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(warm_tiny_model), adapters
+    )
+    with torch.no_grad():
+        # verl's merger writes bfloat16 weights: the same model, rounded
+        torch.testing.assert_close(on_base(ids).logits, merged(ids).logits, atol=0.05, rtol=0.05)
+
+
 def test_a_failed_verl_run_is_one_line_naming_the_step(tmp_path):
     config = verl_config(tmp_path / "run", "sft.enabled=false", "verl.extra=[trainer.no_such=1]")
     with pytest.raises(RuntimeError, match=r"^verl training failed with exit code 1: .*no_such"):

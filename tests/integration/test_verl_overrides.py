@@ -97,3 +97,38 @@ def test_the_validation_subset_is_the_one_verl_selects(tmp_path):
     ours = [r["extra_info"]["index"] for r in val_subset(rows, config)]
     assert len(ours) == 16 and ours == theirs
     assert val_subset(rows, apply_overrides(config, ["data.val_max_samples=-1"])) == rows
+
+
+@pytest.mark.parametrize("device", ["gpu", "cpu"])
+def test_lora_lands_in_verls_model_config(device):
+    """lora.* -> verl's FSDP LoRA options, as verl's own config composes them."""
+    config = apply_overrides(
+        load_preset("gmpo-qwen2.5-7b-math"),
+        ["lora.rank=32", "lora.alpha=64", "lora.target_modules=[q_proj,k_proj,v_proj,o_proj]"],
+    )
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
+        composed = compose("ppo_trainer", overrides=verl_overrides(config, device))
+    model = composed.actor_rollout_ref.model
+    assert (model.lora_rank, model.lora_alpha) == (32, 64)
+    assert list(model.target_modules) == ["q_proj", "k_proj", "v_proj", "o_proj"]
+    # vLLM takes the adapters apart from the base; our CPU rollout takes them merged
+    assert model.lora.merge is (device == "cpu")
+    everything = apply_overrides(config, ["lora.target_modules=[all-linear]"])
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
+        composed = compose("ppo_trainer", overrides=verl_overrides(everything, device))
+    assert composed.actor_rollout_ref.model.target_modules == "all-linear"
+
+
+def test_full_fine_tuning_leaves_verls_lora_off():
+    _, composed = verl_config("gmpo-qwen2.5-7b-math")
+    assert composed.actor_rollout_ref.model.lora_rank == 0
+
+
+def test_lora_dropout_is_refused_for_verl_rather_than_dropped():
+    from gmpo_kfp.config import ConfigError
+
+    config = apply_overrides(
+        load_preset("gmpo-qwen2.5-7b-math"), ["lora.rank=8", "lora.dropout=0.05"]
+    )
+    with pytest.raises(ConfigError, match=r"lora\.dropout=0\.05 is not available in verl"):
+        verl_overrides(config)

@@ -74,6 +74,17 @@ CASES = {
         ["submit", "--host", "http://127.0.0.1:{closed}", "--queue", "Team_A"],
         "--queue must be a Kubernetes name: at most 63 lowercase letters",
     ),
+    "LoRA dropout on verl": (
+        [
+            *("train", "--set", "engine=verl", "--set", "optim.lr_schedule=constant"),
+            *("--set", "lora.rank=8", "--set", "lora.dropout=0.1"),
+        ],
+        "lora.dropout=0.1 is not available in verl (its FSDP LoRA has no dropout)",
+    ),
+    "unknown register_weights": (
+        ["submit", "--host", "http://127.0.0.1:{closed}", "--param", "register_weights=lora"],
+        "--param register_weights: 'lora' is not one of merged, adapter",
+    ),
 }
 
 

@@ -53,6 +53,10 @@ def test_every_field_is_documented():
         ("lr", "override 'lr' is not key=value"),
         ("optim=1", "optim is a section: set one of its fields"),
         ("batch.mini_batch_size=4096", "batch.mini_batch_size (4096) exceeds"),
+        ("lora.rank=-1", "lora.rank must be >= 0, got -1"),
+        ("lora.alpha=0", "lora.alpha must be > 0, got 0"),
+        ("lora.dropout=1", "lora.dropout must be <= 0.9, got 1.0"),
+        ("lora.rank=8.5", "lora.rank must be an integer, got 8.5"),
     ],
 )
 def test_bad_overrides_name_the_field(override, message):
@@ -149,3 +153,15 @@ def test_parse_override_never_crashes(raw):
 def test_numeric_strings_are_read_as_numbers_but_not_nan():
     assert parse_override("optim.lr=1e-6")[1] == 1e-6
     assert parse_override("name=nan")[1] == "nan"  # never a float NaN
+
+
+def test_lora_is_off_by_default_and_takes_module_names_or_all_linear():
+    assert not TrainConfig().lora.enabled
+    on = apply_overrides(TrainConfig(), ["lora.rank=16"])
+    assert on.lora.enabled and on.lora.targets() == "all-linear"
+    named = apply_overrides(on, ["lora.target_modules=[q_proj,v_proj]"])
+    assert named.lora.targets() == ["q_proj", "v_proj"]
+    with pytest.raises(ConfigError, match=r"lora.target_modules is empty: name the layers"):
+        apply_overrides(on, ["lora.target_modules=[]"])
+    with pytest.raises(ConfigError, match="all-linear already covers every linear layer"):
+        apply_overrides(on, ["lora.target_modules=[all-linear,q_proj]"])

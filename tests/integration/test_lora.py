@@ -1,0 +1,136 @@
+"""LoRA on the trl engine (tiny model): only the adapters train, the final model holds them
+merged and apart, the loss sees what a full fine-tune's loss sees, and the registry can
+keep the adapters alone."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from peft import PeftModel
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
+
+from gmpo_kfp.engines import trl as trl_engine
+from gmpo_kfp.engines.lora import ADAPTER_DIR, adapter_dir
+from gmpo_kfp.engines.training import train
+from gmpo_kfp.workflow import registry
+from tests.integration.test_trl_engine import data, tiny_config  # noqa: F401 - the fixture
+
+LORA = {"lora.rank": 4, "lora.alpha": 8, "optim.lr": 1e-2}
+
+
+@pytest.fixture(scope="module")
+def warm(warm_tiny_model):
+    """A model that answers a few problems, so GMPO's advantages are not all 0."""
+    return warm_tiny_model
+
+
+@pytest.fixture(scope="module")
+def lora_run(tmp_path_factory, data, warm):  # noqa: F811
+    out = tmp_path_factory.mktemp("lora") / "run"
+    return train(tiny_config(out, data, **LORA, **{"model.path": str(warm)}), progress=False)
+
+
+def _logits(model, ids):
+    with torch.no_grad():
+        return model(ids).logits
+
+
+def test_only_the_adapted_layers_change_and_the_model_is_saved_merged(lora_run, warm):
+    base, final = (
+        load_file(str(warm / "model.safetensors")),
+        load_file(str(lora_run.model_dir / "model.safetensors")),
+    )
+    assert set(final) == set(base)  # a plain model: no lora_A / base_layer names left
+    changed = {name for name in base if not torch.equal(base[name], final[name])}
+    assert changed, "the adapters learnt nothing"
+    # all-linear: attention and MLP projections change; embeddings and norms never do
+    assert all(name.endswith("proj.weight") for name in changed), sorted(changed)
+    assert not any("embed" in name or "norm" in name for name in changed)
+
+
+def test_the_kept_adapters_on_the_base_give_the_merged_model(lora_run, warm):
+    adapters = adapter_dir(lora_run.model_dir)
+    assert adapters == lora_run.model_dir / ADAPTER_DIR
+    config = json.loads((adapters / "adapter_config.json").read_text())
+    base_dir = warm
+    assert config["base_model_name_or_path"] == str(base_dir)
+    assert config["r"] == 4 and config["lora_alpha"] == 8
+    ids = torch.tensor([[5, 9, 12, 7, 3, 11]])
+    merged = AutoModelForCausalLM.from_pretrained(lora_run.model_dir)
+    on_base = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), adapters)
+    plain = AutoModelForCausalLM.from_pretrained(base_dir)
+    torch.testing.assert_close(_logits(on_base, ids), _logits(merged, ids), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(_logits(plain, ids), _logits(merged, ids), atol=1e-4)
+
+
+def test_the_loss_sees_the_same_inputs_as_a_full_fine_tune(tmp_path, data, warm, monkeypatch):  # noqa: F811
+    """At the first step a LoRA policy is its base (B = 0): the same rollouts, log-probs,
+    advantages and mask reach the registered loss, whichever way the model trains."""
+    seen: dict[str, list] = {"full": [], "lora": []}
+    real = trl_engine.get_policy_loss
+
+    def recording(name):
+        fn = real(name)
+
+        def loss(old, logps, advantages, mask, **kwargs):
+            seen[run].append([t.detach().clone() for t in (old, logps, advantages, mask)])
+            return fn(old, logps, advantages, mask, **kwargs)
+
+        return loss
+
+    monkeypatch.setattr(trl_engine, "get_policy_loss", recording)
+    one_step = {"trainer.total_steps": 1, "trainer.test_freq": -1, "trainer.save_freq": -1}
+    one_step["model.path"] = str(warm)
+    for run, extra in (("full", {}), ("lora", LORA)):
+        train(tiny_config(tmp_path / run, data, **one_step, **extra), progress=False)
+    assert len(seen["full"]) == len(seen["lora"]) == 1
+    for name, a, b in zip(
+        ("old", "logps", "advantages", "mask"), seen["full"][0], seen["lora"][0], strict=True
+    ):
+        assert a.shape == b.shape, name
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5, msg=name)
+    assert seen["lora"][0][2].abs().sum() > 0  # some advantage: the step learns
+
+
+def test_the_registry_keeps_the_merged_model_or_the_adapters_alone(lora_run, warm, tmp_path):
+    uri = f"file://{tmp_path / 'registry'}"
+    lineage = {"train": {"base_model": {"named": "tiny", "weights_sha256": "ab" * 32}}}
+    whole = registry.register_model(lora_run.model_dir, uri, "m", lineage=lineage)
+    alone = registry.register_model(
+        lora_run.model_dir, uri, "m", lineage=lineage, weights="adapter", alias=None
+    )
+    manifests = [
+        json.loads((tmp_path / "registry" / "m" / str(r.version) / "manifest.json").read_text())
+        for r in (whole, alone)
+    ]
+    assert manifests[0]["weights"] == "merged" and manifests[0]["base_model"] is None
+    assert "model.safetensors" in manifests[0]["files"]
+    assert f"{ADAPTER_DIR}/adapter_model.safetensors" in manifests[0]["files"]
+    assert manifests[1]["weights"] == "adapter"
+    assert set(manifests[1]["files"]) >= {"adapter_config.json", "adapter_model.safetensors"}
+    assert "model.safetensors" not in manifests[1]["files"]
+    assert manifests[1]["base_model"]["weights_sha256"] == "ab" * 32
+    assert manifests[1]["base_model"]["name_or_path"] == str(warm)
+    assert registry.aliases(registry.open_store(uri), "m") == {"production": whole.version}
+    shown = [registry.format_manifest(m) for m in manifests]
+    lines = [
+        {line.split(None, 1)[0]: line.split(None, 1)[1] for line in t.splitlines()[1:]}
+        for t in shown
+    ]
+    assert lines[0]["weights"] == "merged (the whole model)"
+    assert lines[1]["weights"] == f"LoRA adapters only, on {warm} (weights sha256 {'ab' * 32})"
+
+
+def test_adapters_of_a_full_fine_tune_are_refused(tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    with pytest.raises(registry.RegistryError, match="has no LoRA adapters"):
+        registry.register_model(
+            tmp_path / "model", f"file://{tmp_path / 'r'}", "m", weights="adapter"
+        )
+    with pytest.raises(registry.RegistryError, match="weights: 'lora' is not one of"):
+        registry.register_model(tmp_path / "model", f"file://{tmp_path / 'r'}", "m", weights="lora")
+    assert not (tmp_path / "r").exists()
