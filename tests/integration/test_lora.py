@@ -5,6 +5,7 @@ keep the adapters alone."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -116,12 +117,9 @@ def test_the_registry_keeps_the_merged_model_or_the_adapters_alone(lora_run, war
     assert manifests[1]["base_model"]["name_or_path"] == str(warm)
     assert registry.aliases(registry.open_store(uri), "m") == {"production": whole.version}
     shown = [registry.format_manifest(m) for m in manifests]
-    lines = [
-        {line.split(None, 1)[0]: line.split(None, 1)[1] for line in t.splitlines()[1:]}
-        for t in shown
-    ]
-    assert lines[0]["weights"] == "merged (the whole model)"
-    assert lines[1]["weights"] == f"LoRA adapters only, on {warm} (weights sha256 {'ab' * 32})"
+    weights = [re.search(r"(?m)^  weights +(.*)$", text).group(1) for text in shown]
+    assert weights[0] == "merged (the whole model)"
+    assert weights[1] == f"LoRA adapters only, on {warm} (weights sha256 {'ab' * 32})"
 
 
 def test_adapters_of_a_full_fine_tune_are_refused(tmp_path):
@@ -134,3 +132,40 @@ def test_adapters_of_a_full_fine_tune_are_refused(tmp_path):
     with pytest.raises(registry.RegistryError, match="weights: 'lora' is not one of"):
         registry.register_model(tmp_path / "model", f"file://{tmp_path / 'r'}", "m", weights="lora")
     assert not (tmp_path / "r").exists()
+
+
+def test_a_lora_run_learns(tmp_path, warm):
+    """GMPO through LoRA raises held-out greedy Pass@1 on the arithmetic task.
+
+    From the warmed-up model (Pass@1 about 0.1), 800 GMPO steps of the tiny-cpu recipe
+    with adapters of rank 16 (alpha 32) at lr 5e-4 and no weight decay, validated on 500
+    held-out problems. Measured 0.108 -> 0.196 (seed 1) and 0.178 (seed 2), where a full
+    fine-tune at test_learning's lr 7e-4 / decay 1.0 fell to 0.036 / 0.070 from this
+    weak a start (2026-12-03)."""
+    from gmpo_kfp.config import apply_overrides
+    from gmpo_kfp.data.arithmetic import arithmetic_rows
+    from gmpo_kfp.data.schema import write_rl_parquet
+    from gmpo_kfp.presets import load_preset
+
+    val = write_rl_parquet(arithmetic_rows("test", limit=500), tmp_path / "val.parquet")
+    config = apply_overrides(
+        load_preset("tiny-cpu"),
+        [
+            f"trainer.output_dir={tmp_path / 'run'}",
+            f"model.path={warm}",
+            "sft.enabled=false",
+            f"data.val_files={val}",
+            "trainer.total_steps=800",
+            "trainer.test_freq=800",
+            "trainer.save_freq=-1",
+            "optim.warmup_steps=50",
+            "optim.lr=5e-4",
+            "optim.weight_decay=0.0",
+            "lora.rank=16",
+            "lora.alpha=32",
+        ],
+    )
+    result = train(config, progress=False)
+    before, after = result.pass_at_1_before, result.pass_at_1_after
+    assert after >= before + 0.03, (before, after)
+    assert adapter_dir(result.model_dir) is not None

@@ -99,9 +99,11 @@ def test_verl_trains_lora_adapters_on_the_cpu(tmp_path, warm_tiny_model):
     result = train(config, progress=False)
     steps = {r["step"]: r["data"] for r in M.read_metrics(result.metrics_file)}
     for step in (1, 2):
-        assert steps[step][M.GRAD_NORM] > 0 and 0 < steps[step][M.SCORE_MEAN] <= 1
+        assert 0 < steps[step][M.SCORE_MEAN] <= 1  # the warmed-up model solves some
         # the transformers rollout took the merged weights: it samples what the actor scores
         assert steps[step]["training/rollout_probs_diff_max"] < 0.05
+    # a step whose only right answers fill one group (all 4 of its samples) has no signal
+    assert max(steps[step][M.GRAD_NORM] for step in (1, 2)) > 0
     base = load_file(str(warm_tiny_model / "model.safetensors"))
     final = load_file(str(result.model_dir / "model.safetensors"))
     assert final.keys() == base.keys()

@@ -13,6 +13,7 @@ from kfp import dsl
 
 from gmpo_kfp.data.schema import read_rl_parquet
 from gmpo_kfp.engines.training import TIME_PARTS
+from gmpo_kfp.metrics import EVAL_MEAN
 from gmpo_kfp.storage import open_store
 from gmpo_kfp.workflow.kfp_runs import RUN_SUMMARY, run_local
 from gmpo_kfp.workflow.registry import aliases, resolve, versions
@@ -175,15 +176,16 @@ def test_whole_pipeline_on_the_verl_engine_runs_locally(tmp_path):
 
 
 @pytest.mark.slow
-def test_three_scheduled_runs_promote_only_what_beats_production(tmp_path, warm_tiny_model):
+def test_three_scheduled_runs_promote_only_what_beats_production(tmp_path, warm_tiny_models):
     """Through kfp.local against one registry: the first run registers version 1 as
     production; a worse model registers nothing and leaves the alias; a better one
     registers version 2 and moves it. Each run starts from a model of known quality
-    and barely trains (one step at lr 1e-9), so the gate sees that quality."""
-    from tests.support.warm import short_warm_up
+    (untrained, warmed up less, warmed up more) and barely trains (one step at lr
+    1e-9), so the gate sees that quality."""
+    from gmpo_kfp.evaluation.models import build_tiny_model
 
-    better = short_warm_up(tmp_path / "better", base=warm_tiny_model, target=0.3, max_steps=300)
-    untrained = tmp_path / "untrained"
+    weak, better = warm_tiny_models
+    untrained = build_tiny_model(tmp_path / "untrained")
     registry_uri = f"file://{tmp_path / 'registry'}"
     store = open_store(registry_uri)
 
@@ -192,23 +194,23 @@ def test_three_scheduled_runs_promote_only_what_beats_production(tmp_path, warm_
         params = [f"registry_uri={registry_uri}", "threshold=0.0"]
         return run_local(tmp_path / name, overrides=overrides, params=params)
 
-    from gmpo_kfp.evaluation.models import build_tiny_model
-
-    build_tiny_model(untrained)
-    first = scheduled("first", warm_tiny_model)
-    assert first.passed is True and first.registered_version == 1
+    first = scheduled("first", weak)
+    assert first.passed is True
+    assert versions(store, "gmpo-tiny") == [1]
     assert aliases(store, "gmpo-tiny") == {"production": 1}
     worse = scheduled("worse", untrained)
     assert worse.pass_at_1 < first.pass_at_1, (worse.pass_at_1, first.pass_at_1)
-    assert worse.passed is False and worse.registered_version is None
-    assert aliases(store, "gmpo-tiny") == {"production": 1}
+    assert worse.passed is False
     assert versions(store, "gmpo-tiny") == [1]
+    assert aliases(store, "gmpo-tiny") == {"production": 1}
     best = scheduled("better", better)
     assert best.pass_at_1 > first.pass_at_1 + 0.01, (best.pass_at_1, first.pass_at_1)
-    assert best.passed is True and best.registered_version == 2
+    assert best.passed is True
+    assert versions(store, "gmpo-tiny") == [1, 2]
     assert aliases(store, "gmpo-tiny") == {"production": 2}
-    manifest = json.loads(best.manifest.read_text())
-    assert manifest["champion"] == 1 and manifest["version"] == 2
+    manifest = json.loads(store.get_bytes("gmpo-tiny/2/manifest.json"))
+    assert manifest["champion"] == 1
+    assert manifest["metrics"][EVAL_MEAN] == pytest.approx(best.pass_at_1)
 
 
 def test_the_local_run_reads_like_a_report(tmp_path, capsys, monkeypatch):
