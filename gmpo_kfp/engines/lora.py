@@ -55,9 +55,11 @@ def adapter_dir(model_dir: str | Path) -> Path | None:
     return found if (found / ADAPTER_CONFIG).is_file() else None
 
 
-def _name_base(adapters: Path, base: str) -> None:
-    """Record ``base`` as the model the adapters apply to (``base_model_name_or_path``)."""
-    path = adapters / ADAPTER_CONFIG
+def _keep(adapters: Path, staging: Path, base: str) -> None:
+    """Copy ``adapters`` into a model folder being written, naming ``base`` as the model
+    they apply to (``base_model_name_or_path``)."""
+    kept = shutil.copytree(adapters, staging / ADAPTER_DIR)
+    path = kept / ADAPTER_CONFIG
     data = json.loads(path.read_text())
     data["base_model_name_or_path"] = base
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
@@ -72,15 +74,10 @@ def save_merged(peft_model: Any, tokenizer: Any, target: Path, *, base: str) -> 
     from gmpo_kfp.evaluation.models import save_model_dir
 
     with tempfile.TemporaryDirectory(prefix=".adapter.", dir=target.parent) as tmp:
-        adapters = Path(tmp) / ADAPTER_DIR
-        peft_model.save_pretrained(adapters)
-        _name_base(adapters, base)
+        peft_model.save_pretrained(tmp)
         merged = peft_model.merge_and_unload()
         return save_model_dir(
-            merged,
-            tokenizer,
-            target,
-            extra=lambda staging: shutil.copytree(adapters, staging / ADAPTER_DIR),
+            merged, tokenizer, target, extra=lambda staging: _keep(Path(tmp), staging, base)
         )
 
 
@@ -100,16 +97,12 @@ def merge_in_place(model_dir: Path, *, base: str) -> bool:
     from gmpo_kfp.evaluation.models import load_tokenizer, save_model_dir
 
     model = AutoModelForCausalLM.from_pretrained(model_dir)
-    tokenizer = load_tokenizer(str(model_dir))
-    with tempfile.TemporaryDirectory(prefix=".adapter.", dir=model_dir.parent) as tmp:
-        kept = Path(tmp) / ADAPTER_DIR
-        shutil.copytree(adapters, kept)
-        _name_base(kept, base)
-        merged = PeftModel.from_pretrained(model, kept).merge_and_unload()
-        save_model_dir(
-            merged,
-            tokenizer,
-            model_dir,
-            extra=lambda staging: shutil.copytree(kept, staging / ADAPTER_DIR),
-        )
+    merged = PeftModel.from_pretrained(model, adapters).merge_and_unload()
+    # model_dir is replaced only after the new folder is whole: its adapters are read first
+    save_model_dir(
+        merged,
+        load_tokenizer(str(model_dir)),
+        model_dir,
+        extra=lambda staging: _keep(adapters, staging, base),
+    )
     return True

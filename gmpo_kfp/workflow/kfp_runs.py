@@ -69,14 +69,12 @@ def pipeline_parameters(
         gate_from_params(args)
     except GateError as exc:
         raise ConfigError(f"--param {exc}") from None
-    from gmpo_kfp.workflow.registry import WEIGHTS
+    from gmpo_kfp.workflow.registry import WEIGHTS, RegistryError, check_weights
 
-    weights = args.get("register_weights", WEIGHTS[0])
-    if weights not in WEIGHTS:
-        raise ConfigError(
-            f"--param register_weights: {weights!r} is not one of {', '.join(WEIGHTS)} "
-            "(adapter: a LoRA run's adapters alone)"
-        )
+    try:
+        check_weights(args.get("register_weights", WEIGHTS[0]), "register_weights")
+    except RegistryError as exc:
+        raise ConfigError(f"--param {exc}") from None
     engine = str(args.get("engine", ""))
     config = train_config(preset, overrides, engine=engine)  # unknown presets fail here
     check_config(config, cuda=cuda)

@@ -116,8 +116,7 @@ def register_model(
     adapters (``lora_adapter/``), the manifest naming the base model they apply to."""
     _check_name(name)
     base_model = None
-    if weights not in WEIGHTS:
-        raise RegistryError(f"weights: {weights!r} is not one of {', '.join(WEIGHTS)}")
+    check_weights(weights)
     if weights == "adapter":
         model_dir, base_model = _adapter_and_base(model_dir, lineage)
     store = store or open_store(registry_uri)
@@ -168,6 +167,15 @@ def register_model(
         created=created,
         content_sha256=digest,
     )
+
+
+def check_weights(weights: str, field: str = "weights") -> None:
+    """``weights`` is one of :data:`WEIGHTS`; else a :class:`RegistryError` naming ``field``."""
+    if weights not in WEIGHTS:
+        raise RegistryError(
+            f"{field}: {weights!r} is not one of {', '.join(WEIGHTS)} (adapter: a LoRA run's "
+            "adapters alone)"
+        )
 
 
 def _adapter_and_base(
