@@ -3,9 +3,10 @@
 Nothing here reaches a real S3, so it simulates one: moto_server on loopback behind
 tests/support/faulty_proxy.py with a per-connection bandwidth cap (``--rate-mb``,
 default 20 MB/s, one stream of a real S3) and a round trip (``--delay-ms``, 20 ms).
-The server and the proxy run at Linux's SCHED_IDLE priority: they stand in for
-machines elsewhere, and on a 2-core laptop they would otherwise take the CPU that
-the client (and in ``--step-time`` the training) has.
+The server and the proxy run at Linux's SCHED_IDLE priority, and the server keeps its
+objects in memory: they stand in for machines elsewhere, and on a 2-core laptop they
+would otherwise take the CPU and the disk that the client (and in ``--step-time`` the
+training) has.
 
 1. **Transfers** (default): a checkpoint-shaped folder (``--size-mb``, about 1 GiB:
    four shards and 64 small files) pushed (``push_dir``) and fetched back
@@ -45,6 +46,8 @@ sys.path.insert(0, str(ROOT))
 
 MB = 1000 * 1000
 MIB = 1024 * 1024
+#: bytes of an object moto keeps in memory (its default, 5 MiB, sends the rest to disk)
+MOTO_BUFFER = 4096 * MIB
 
 SIDE = """
 import json, sys, time
@@ -105,7 +108,10 @@ def shaped_s3(rate_mb: float, delay_ms: float):
     from tests.support.faulty_proxy import Proxy
     from tests.support.s3server import moto_server, s3_env
 
-    with moto_server() as url:
+    # moto spills every object over 5 MiB to a temporary file: on this machine's one disk
+    # that is write-back the training's own checkpoints then wait behind. A real S3's
+    # disks are elsewhere: the simulated one keeps its objects in memory.
+    with moto_server(env={"MOTO_S3_DEFAULT_KEY_BUFFER_SIZE": str(MOTO_BUFFER)}) as url:
         proxy = Proxy(int(url.rsplit(":", 1)[1]))
         endpoint = proxy.start(rate=rate_mb * MB, delay_ms=delay_ms)
         # per thread on Linux: the servers' main threads, before they start the threads
