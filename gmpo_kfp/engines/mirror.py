@@ -72,8 +72,10 @@ def yield_cpu() -> None:
 
     On a busy 2-core machine the tiny model's steps slowed by 24% with the uploader
     at nice 10, 13% at nice 19 and 5% at SCHED_IDLE (benchmarks/storage.py
-    --step-time); under contention SCHED_IDLE still gets a small share, so uploads
-    go on, and on a GPU node's mostly idle CPUs they run at full speed."""
+    --step-time, 2026-12-02, while the simulated S3 still wrote to the same disk; with
+    it in memory, SCHED_IDLE: 1.00x); under contention SCHED_IDLE still gets a small
+    share, so uploads go on, and on a GPU node's mostly idle CPUs they run at full
+    speed."""
     tid = threading.get_native_id()
     try:
         os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
