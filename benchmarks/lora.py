@@ -73,15 +73,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from gmpo_kfp.data.arithmetic import arithmetic_rows
     from gmpo_kfp.data.schema import write_rl_parquet
-    from tests.support.warm import short_warm_up
+    from tests.support.warm import weak_and_warm
 
     sides = {"full": a.full_set or FULL, "lora": a.lora_set or LORA}
     runs: dict[str, list[dict]] = {name: [] for name in sides}
     with tempfile.TemporaryDirectory(prefix="gmpo-lora-bench-") as tmp:
         work = Path(tmp)
-        # as tests/conftest.py's warm_tiny_models: to half the target, then on to it
-        weak = short_warm_up(work / "weak", target=a.warm_target / 2)
-        model = short_warm_up(work / "warm", base=weak, target=a.warm_target)
+        _, model = weak_and_warm(work, target=a.warm_target)  # test_lora's start
         val = write_rl_parquet(arithmetic_rows("test", limit=a.val), work / "val.parquet")
         for seed in (int(s) for s in a.seeds.split(",")):
             for name, sets in sides.items():

@@ -12,10 +12,9 @@ settings.load_profile("ci" if os.environ.get("CI") else "default")
 def warm_tiny_models(tmp_path_factory):
     """The tiny model warmed up (:mod:`tests.support.warm`) to check Pass@1 0.05, and
     from there on to 0.1: two models of known order of quality, once a session."""
-    from tests.support.warm import short_warm_up
+    from tests.support.warm import weak_and_warm
 
-    weak = short_warm_up(tmp_path_factory.mktemp("warm-weak"), target=0.05)
-    return weak, short_warm_up(tmp_path_factory.mktemp("warm-tiny"), base=weak, target=0.1)
+    return weak_and_warm(tmp_path_factory.mktemp("warm"), target=0.1)
 
 
 @pytest.fixture(scope="session")

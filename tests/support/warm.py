@@ -46,3 +46,11 @@ def short_warm_up(
     model = root / "model"
     warm_up(config, str(base or build_tiny_model(root / "tiny")), model, progress=False)
     return model
+
+
+def weak_and_warm(root: Path, *, target: float = 0.1) -> tuple[Path, Path]:
+    """Two models of known order of quality under ``root``: the tiny model warmed to check
+    Pass@1 ``target / 2``, and from there on to ``target`` (what the LoRA tests, the
+    promotion test and ``benchmarks/lora.py`` start from)."""
+    weak = short_warm_up(root / "weak", target=target / 2)
+    return weak, short_warm_up(root / "warm", base=weak, target=target)
