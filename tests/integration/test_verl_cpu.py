@@ -70,8 +70,11 @@ def test_verl_trains_on_the_cpu_end_to_end(tmp_path, capsys):
         assert data[M.GRAD_NORM] > 0
         assert M.GPU_MEMORY_GB in data  # verl's workers report their peak memory (0 here)
         assert 0 < data[M.SCORE_MEAN] <= 1  # the warmed-up model solves some problems
-        # the rollout samples with the actor's weights: synced to it every step
-        assert data["training/rollout_probs_diff_max"] < 0.05
+        # the rollout samples with the actor's weights, synced to it every step: measured
+        # (2026-12-03) a mean |p_rollout - p_actor| of 0.0025-0.0032 synced (the actor
+        # scores in bfloat16; its max over tokens reached 0.053) and 0.032 at step 2
+        # with the sync skipped, max 0.32
+        assert data["training/rollout_probs_diff_mean"] < 0.01
     assert result.pass_at_1_before is not None and result.pass_at_1_after is not None
 
 
@@ -101,7 +104,7 @@ def test_verl_trains_lora_adapters_on_the_cpu(tmp_path, warm_tiny_model):
     for step in (1, 2):
         assert 0 < steps[step][M.SCORE_MEAN] <= 1  # the warmed-up model solves some
         # the transformers rollout took the merged weights: it samples what the actor scores
-        assert steps[step]["training/rollout_probs_diff_max"] < 0.05
+        assert steps[step]["training/rollout_probs_diff_mean"] < 0.01
     # a step whose only right answers fill one group (all 4 of its samples) has no signal
     assert max(steps[step][M.GRAD_NORM] for step in (1, 2)) > 0
     base = load_file(str(warm_tiny_model / "model.safetensors"))
