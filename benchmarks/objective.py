@@ -6,8 +6,8 @@ ratio ours / verl (lower is better; the target is <= 0.8) and as multiples of th
 memory bound: the loss must read four [B, T] tensors and write one gradient, so no
 implementation beats a copy of that many bytes, timed in the same run (target: ours
 <= 4x the bound). Ours runs twice: eager (the default) and ``compiled=True`` (its
-forward's [B, T] work fused by ``torch.compile``; the first call's compile time is
-printed apart and not in the timing).
+forward and backward [B, T] work, one ``torch.compile``-d pass each; the first call's
+compile time is printed apart and not in the timing).
 
     python benchmarks/objective.py [--batch 256] [--tokens 4096] [--repeats 7] [--json OUT]
 """
