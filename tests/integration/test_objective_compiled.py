@@ -57,3 +57,16 @@ def test_the_compiled_loss_is_the_eager_loss(dtype, kwargs):
         assert torch.allclose(a.double(), b.double(), **tol), (name, a, b)
     assert eager[2].abs().sum() > 0  # the batch has a gradient to compare
     assert eager[1][2] > 0 or eager[1][1] > 0  # and the clip replaced tokens
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_compiled_loss_is_the_eager_loss_on_rows_that_end_mid_vector(dtype):
+    """Rows of 333 tokens (not a multiple of the 16-wide vectors), 64 of them (loops that
+    OpenMP may split between threads), the clip active on both sides."""
+    batch = random_batch(5, batch=64, tokens=333, dtype=dtype)
+    eager = loss_metrics_grads(batch, compiled=False)
+    compiled = loss_metrics_grads(batch, compiled=True)
+    tol = {"atol": 1e-6, "rtol": 1e-5 if dtype == torch.float32 else 2**-7}
+    for name, a, b in zip(("loss", "metrics", "grad lp"), eager, compiled, strict=False):
+        assert torch.allclose(a.double(), b.double(), **tol), (name, a, b)
+    assert eager[1][1] > 0 and eager[1][2] > 0  # clipped above (A > 0) and below (A < 0)
