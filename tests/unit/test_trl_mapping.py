@@ -7,11 +7,12 @@ import warnings
 import pytest
 from trl import GRPOConfig
 
-from gmpo_kfp.config import ConfigError, config_from_dict
+from gmpo_kfp.config import ConfigError, apply_overrides, config_from_dict
 from gmpo_kfp.engines.trl import (
     GMPOTrainer,
     GRPOTrainer,
     batch_plan,
+    sft_args,
     trainer_class,
     trl_args,
     unsupported,
@@ -142,3 +143,13 @@ def test_bf16_is_the_users_choice_and_off_on_a_cpu_by_default(tmp_path):
     for value in (True, False):
         config = config_from_dict({"model": {"bf16": value}})
         assert trl_args(config, str(tmp_path), max_steps=1).bf16 is value
+
+
+@pytest.mark.parametrize("on", [False, True])
+def test_the_warm_up_and_rl_recompute_activations_only_when_the_config_says(tmp_path, on):
+    """TRL's SFTConfig and GRPOConfig default to gradient checkpointing: both follow ours."""
+    config = apply_overrides(load_preset("tiny-cpu"), [f"model.gradient_checkpointing={on}"])
+    assert trl_args(config, str(tmp_path), max_steps=1).gradient_checkpointing is on
+    sft = sft_args(config, str(tmp_path))
+    assert sft.gradient_checkpointing is on
+    assert (sft.learning_rate, sft.per_device_train_batch_size) == (3e-3, 128)
