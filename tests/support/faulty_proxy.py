@@ -1,7 +1,8 @@
 """A TCP proxy on 127.0.0.1 that shapes its connections like a distant store, or dies.
 
     python -m tests.support.faulty_proxy LISTEN_PORT TARGET_PORT \
-        [--die-after-up N] [--die-after-down N] [--rate BYTES_PER_S] [--delay-ms MS]
+        [--die-after-up N] [--die-after-down N] [--drop-range-from N]
+        [--rate BYTES_PER_S] [--delay-ms MS]
 
 It forwards every connection to 127.0.0.1:TARGET_PORT.
 
@@ -9,6 +10,10 @@ It forwards every connection to 127.0.0.1:TARGET_PORT.
   (up) or server->client (down) in all, it ends its own process with ``os._exit``:
   every connection drops mid-transfer, as when a store or a node goes away. A test
   restarts it on the same port to bring the "store" back.
+- ``--drop-range-from``: a request for a byte range that starts at N or later has its
+  connection dropped before it reaches the server, every time; other requests pass.
+  A concurrent download then gets exactly the parts before N, whatever the machine's
+  speed (a byte budget shared by parallel streams cuts wherever the scheduler was).
 - ``--rate``: each connection carries at most this many bytes per second each way
   (a per-stream cap, as a real S3 gives one TCP stream); ``--delay-ms``: the round
   trip, half of it added each way. Bytes are held until their one-way delay has
@@ -24,6 +29,7 @@ import argparse
 import collections
 import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -35,6 +41,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 LOCK = threading.Lock()
 SENT = {"up": 0, "down": 0}
+RANGE = re.compile(rb"\r\nrange:\s*bytes=(\d+)-", re.IGNORECASE)
+
+
+def asks_from(data: bytes, start: int | None) -> bool:
+    """Whether ``data`` (a request's head: it fits one read) asks for a range from ``start`` on."""
+    found = start is not None and RANGE.search(data)
+    return bool(found) and int(found.group(1)) >= start
 
 
 class Shaper:
@@ -85,11 +98,12 @@ def pump(
     direction: str,
     budget: int | None,
     shaper: Shaper | None,
+    drop_from: int | None = None,
 ) -> None:
     try:
         while True:
             data = src.recv(65536)
-            if not data:
+            if not data or asks_from(data, drop_from):
                 break
             with LOCK:
                 SENT[direction] += len(data)
@@ -153,6 +167,7 @@ def main() -> None:
     ap.add_argument("target", type=int)
     ap.add_argument("--die-after-up", type=int)
     ap.add_argument("--die-after-down", type=int)
+    ap.add_argument("--drop-range-from", type=int, help="drop requests for ranges from N on")
     ap.add_argument("--rate", type=float, help="bytes per second per connection and direction")
     ap.add_argument("--delay-ms", type=float, default=0.0, help="round trip added")
     a = ap.parse_args()
@@ -167,13 +182,13 @@ def main() -> None:
         upstream = socket.create_connection(("127.0.0.1", a.target))
         for s in (client, upstream):
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        for src, dst, direction, budget in (
-            (client, upstream, "up", a.die_after_up),
-            (upstream, client, "down", a.die_after_down),
+        for src, dst, direction, budget, drop_from in (
+            (client, upstream, "up", a.die_after_up, a.drop_range_from),
+            (upstream, client, "down", a.die_after_down, None),
         ):
             shaper = Shaper(dst, a.rate, a.delay_ms / 2000) if shaped else None
             threading.Thread(
-                target=pump, args=(src, dst, direction, budget, shaper), daemon=True
+                target=pump, args=(src, dst, direction, budget, shaper, drop_from), daemon=True
             ).start()
 
 
