@@ -28,9 +28,11 @@ Mirroring runs in the background, so training never waits for it:
 - a watcher thread finds each new complete checkpoint and snapshots it with hard
   links under ``work_dir/.mirroring/`` (instant, no copy; the engine may rotate its
   own folder away meanwhile);
-- one uploader thread sends one checkpoint at a time, its files ``max_concurrency``
-  requests at once (:mod:`gmpo_kfp.transfer`), on the CPU only when training
-  leaves it idle (:func:`yield_cpu`); behind it a bounded queue
+- one uploader thread sends one checkpoint at a time through a child process
+  (:mod:`gmpo_kfp.engines.upload_worker`: the hashing and s3transfer's threads off
+  the training's interpreter lock), its files ``max_concurrency`` requests at once
+  (:mod:`gmpo_kfp.transfer`), on the CPU only when training leaves it idle
+  (:func:`yield_cpu`); behind it a bounded queue
   (``storage.mirror_queue``, default 1) holds the next ones, and a newer checkpoint
   replaces the oldest waiting one when full;
 - ``latest.json`` moves to a checkpoint only after all its files are up; then, with
@@ -54,6 +56,7 @@ from pathlib import Path
 
 from gmpo_kfp import storage
 from gmpo_kfp.engines.base import Checkpoint, CheckpointLayout, latest
+from gmpo_kfp.engines.upload_worker import UploadWorker
 from gmpo_kfp.transfer import TransferSettings
 
 LATEST = "latest.json"
@@ -191,11 +194,17 @@ class CheckpointMirror:
 
     # ------------------------------------------------------------------ mirror
 
-    def upload(self, checkpoint: Checkpoint) -> None:
-        """Upload one checkpoint (files already there with the same SHA-256 are skipped),
-        then the metrics file, then point ``latest.json`` at it; then apply retention."""
+    def upload(self, checkpoint: Checkpoint, worker: UploadWorker | None = None) -> None:
+        """Upload one checkpoint (files already there with the same SHA-256 are skipped;
+        its files through ``worker`` when given, else in this thread), then the metrics
+        file, then point ``latest.json`` at it; then apply retention."""
         store = self._store()
-        files = store.upload_dir(checkpoint.path, checkpoint.name)
+        if worker is None:
+            files, sent = store.upload_dir(checkpoint.path, checkpoint.name), store.sent
+        else:
+            files, sent = worker.upload_dir(
+                self.uri, self.transfer, checkpoint.path, checkpoint.name
+            )
         kept = [n for n in self._kept if n != checkpoint.name] + [checkpoint.name]
         if self.keep:
             kept = kept[-self.keep :]
@@ -210,7 +219,7 @@ class CheckpointMirror:
         self.mirrored.append(checkpoint.step)
         _say(
             f"checkpoint {checkpoint.name} (step {checkpoint.step}) mirrored to {self.uri}"
-            + (f" ({store.sent} of {len(files)} files sent)" if store.sent < len(files) else "")
+            + (f" ({sent} of {len(files)} files sent)" if sent < len(files) else "")
         )
         if self.keep:
             self._prune(store)
@@ -309,7 +318,7 @@ class CheckpointMirror:
         while self._upload_next(0):
             pass
 
-    def _upload_next(self, timeout: float) -> bool:
+    def _upload_next(self, timeout: float, worker: UploadWorker | None = None) -> bool:
         """Upload the next queued checkpoint (False: none came within ``timeout``); with
         none, refresh the mirrored metrics file when it has grown."""
         try:
@@ -320,7 +329,7 @@ class CheckpointMirror:
                 self._put_latest(self._store())
             return False
         try:
-            self.upload(checkpoint)
+            self.upload(checkpoint, worker)
         finally:
             self._release(checkpoint)
         return True
@@ -333,13 +342,20 @@ class CheckpointMirror:
             self._error = exc
 
     def _uploader(self) -> None:
-        yield_cpu()
+        worker = None
         try:
+            # started by this thread (it dies with it) before it yields the CPU: the
+            # child starts at the step's priority and lowers its own once imported
+            worker = UploadWorker()
+            yield_cpu()
             while not self._stop.is_set() or (self._drain.is_set() and not self._queue.empty()):
-                self._upload_next(self.poll_s)
+                self._upload_next(self.poll_s, worker)
         except BaseException as exc:
             self._error = exc
             self._stop.set()
+        finally:
+            if worker is not None:
+                worker.close()
 
     def start(self) -> CheckpointMirror:
         """Take the current newest checkpoint as mirrored, then watch for new ones."""

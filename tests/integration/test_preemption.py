@@ -25,8 +25,10 @@ from tests.integration.test_stages_s3 import SHORT, prepare_arithmetic
 from tests.support.s3server import moto_server, s3_env
 
 ROOT = Path(__file__).resolve().parents[2]
-STEPS, SAVE_EVERY, KILL_AFTER = 40, 4, 12
-IN_FLIGHT_STEPS = 200
+# long enough that the mirror (a child process at SCHED_IDLE beside a busy step) has
+# checkpoint KILL_AFTER in the store well before the run ends
+STEPS, SAVE_EVERY, KILL_AFTER = 120, 4, 12
+IN_FLIGHT_STEPS = 400  # ~15 s: one checkpoint up and the next half-sent at 1 MB/s a stream
 
 
 @pytest.fixture(scope="module")

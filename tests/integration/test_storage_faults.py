@@ -6,6 +6,7 @@
 - moto_server itself is killed mid upload and restarted (its state goes with it): the
   upload fails in one line, the retry after the restart completes.
 - An interrupted download continues from where it stopped; a corrupted one is refused.
+- A train step killed while its upload worker sends a checkpoint takes the worker with it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -29,6 +32,7 @@ from gmpo_kfp.storage import (
     sha256_file,
 )
 from tests.support.faulty_proxy import Proxy
+from tests.support.processes import ends_within
 from tests.support.s3server import free_port, moto_server, s3_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -181,3 +185,48 @@ def test_a_corrupted_object_is_refused_and_nothing_is_left(tmp_path):
             store.download_file("f.bin", tmp_path / "f.bin", sha256=expected)
         assert not (tmp_path / "f.bin").exists()
         assert not partial_path(tmp_path / "f.bin").exists()
+
+
+STEP = """
+import sys
+from gmpo_kfp.engines.upload_worker import UploadWorker
+worker = UploadWorker()
+print(worker.proc.pid, flush=True)
+worker.upload_dir(sys.argv[1], None, sys.argv[2], "checkpoint-2")
+"""
+
+
+def test_a_killed_step_takes_its_upload_worker_with_it_mid_upload(big_file, tmp_path):
+    folder = tmp_path / "checkpoint-2"
+    folder.mkdir()
+    os.link(big_file, folder / "weights.bin")
+    with moto_server() as url, s3_env(url):
+        direct = s3_client()
+        direct.create_bucket(Bucket="orphan")
+        proxy = Proxy(int(url.rsplit(":", 1)[1]))
+        # 40 MiB at 200 kB/s a connection: half a minute, were the worker left to finish
+        env = {**os.environ, "AWS_ENDPOINT_URL": proxy.start(rate=200_000)}
+        step = subprocess.Popen(
+            [sys.executable, "-c", STEP, "s3://orphan/m", str(folder)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
+        try:
+            pid = int(step.stdout.readline())
+            deadline = time.monotonic() + 30
+            while not direct.list_multipart_uploads(Bucket="orphan").get("Uploads"):
+                assert time.monotonic() < deadline, "the worker never started its upload"
+                time.sleep(0.05)
+            step.kill()  # mid-upload: the worker is busy sending, not reading its input
+            step.wait()
+            gone = ends_within(pid, 10)
+            if not gone:
+                os.kill(pid, signal.SIGKILL)
+            assert gone, f"the upload worker {pid} outlived the killed step by 10 s"
+        finally:
+            step.kill()
+            step.wait()
+            step.stdout.close()
+            proxy.stop()
