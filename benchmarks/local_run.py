@@ -7,12 +7,16 @@ It prints where the time went: each stage's wall time, the train stage's parts
 (model build, warm-up, RL generation, update, validation, the rest: start-up,
 imports, data, uploads) and what importing the libraries costs a fresh process.
 
-``--against DIR`` runs another checkout's code too (a folder to put first on
-PYTHONPATH, holding its ``gmpo_kfp``), alternating with this one for ``--rounds``
-rounds, and prints both breakdowns side by side with the ratio of their median wall
-times. Every run starts in an empty folder: ``python -m`` puts the working directory
-first on ``sys.path`` (in the driver and in each kfp.local task), so a checkout there
-would shadow the side's code; each side prints the ``gmpo_kfp`` it ran.
+``--against DIR`` runs another checkout's code too, alternating with this one for
+``--rounds`` rounds: a checkout (a folder with ``pyproject.toml``) is installed first
+into a temporary folder of its own (``pip install --no-deps --target``: its packages
+laid out as it ships them, so this checkout's editable install cannot lend it a
+``pipelines`` or ``components`` of another layout), any other folder is put first on
+PYTHONPATH as it is (it holds a ``gmpo_kfp``); it prints both breakdowns side by
+side with the ratio of their median wall times. Every run starts in an empty folder:
+``python -m`` puts the working directory first on ``sys.path`` (in the driver and in
+each kfp.local task), so a checkout there would shadow the side's code; each side
+prints the ``gmpo_kfp`` it ran.
 
     python benchmarks/local_run.py [--json OUT] [--against DIR] [--rounds 2] [-- gmpo run args]
 """
@@ -107,14 +111,25 @@ def breakdown(run: dict) -> list[tuple[str, float]]:
     return rows
 
 
+def installed(folder: str) -> str:
+    """The PYTHONPATH folder that runs ``folder``'s code (see the module docstring)."""
+    if not (Path(folder) / "pyproject.toml").is_file():
+        return folder
+    target = tempfile.mkdtemp(prefix="gmpo-against-")
+    print(f"installing {folder} into {target}", flush=True)
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
+    subprocess.run([*pip, "--target", target, folder], check=True)
+    return target
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", help="also write the result as JSON to this file")
-    ap.add_argument("--against", help="another checkout's PYTHONPATH folder, run alternately")
+    ap.add_argument("--against", help="another checkout (or PYTHONPATH folder), run alternately")
     ap.add_argument("--rounds", type=int, default=1, help="runs of each side (default 1)")
     ap.add_argument("extra", nargs="*", help="further arguments for gmpo run")
     a = ap.parse_args(argv)
-    sides = {"this": None, **({"against": a.against} if a.against else {})}
+    sides = {"this": None, **({"against": installed(a.against)} if a.against else {})}
     runs: dict[str, list[dict]] = {name: [] for name in sides}
     for i in range(a.rounds):
         order = list(sides) if i % 2 == 0 else list(reversed(sides))
