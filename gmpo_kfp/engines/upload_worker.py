@@ -6,8 +6,9 @@ started once per mirror), which runs :meth:`gmpo_kfp.storage.Store.upload_dir` t
 the files' SHA-256, the HEADs of the skip check, s3transfer's threads and their
 sockets. In the training's process the same work holds the interpreter lock between
 system calls, and the training's Python thread (the tiny model's steps, a GPU's kernel
-launches) waits for it: the RL wall time with mirroring was 1.10x of none from a thread
-and 1.05x from this child (``benchmarks/storage.py --step-time``, 2026-12-04).
+launches) waits for it: the tiny model's RL wall time with mirroring was 1.11x of none
+from a thread and 0.99x from this child (medians of four paired rounds, 2026-12-04; see
+``benchmarks/storage.py --step-time`` and the README's storage section).
 
 The child runs at Linux's SCHED_IDLE (:func:`gmpo_kfp.engines.mirror.yield_cpu`) and
 dies with the thread that started it (``PR_SET_PDEATHSIG``): a killed train step

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 
@@ -17,10 +18,12 @@ def ended(pid: int) -> bool:
 
 
 def ends_within(pid: int, seconds: float) -> bool:
-    """Wait up to ``seconds`` for :func:`ended`."""
+    """Wait up to ``seconds`` for :func:`ended`; a process still running then is
+    SIGKILLed (a failing test leaves nothing behind) and the answer is False."""
     deadline = time.monotonic() + seconds
     while not ended(pid):
         if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
             return False
         time.sleep(0.05)
     return True
