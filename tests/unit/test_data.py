@@ -91,7 +91,8 @@ def test_arithmetic_splits_are_disjoint_seeded_and_correct():
     assert arithmetic_rows("train", seed=3, limit=5) != arithmetic_rows("train", seed=4, limit=5)
     for row in arithmetic_rows("test", limit=100):
         info = row["extra_info"]
-        assert row["reward_model"]["ground_truth"] == str(info["a"] + info["b"])
+        truth = row["reward_model"]["ground_truth"]
+        assert len(truth) == 3 and int(truth) == info["a"] + info["b"]  # zero-padded: 052
     validate_rows(arithmetic_rows("warmup"))
     with pytest.raises(ValueError, match="split must be one of warmup, train, test"):
         arithmetic_rows("dev")

@@ -33,6 +33,8 @@ def test_last_boxed(text, expected):
         (" 52 ", "52", True),
         ("\\boxed{52}", "52", True),
         ("052", "52", True),
+        ("52", "052", True),  # the task's truths are zero-padded; a bare value is right
+        ("152", "052", False),
         ("53", "52", False),
         ("5", "52", False),
         ("", "52", False),
