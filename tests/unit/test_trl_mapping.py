@@ -152,4 +152,4 @@ def test_the_warm_up_and_rl_recompute_activations_only_when_the_config_says(tmp_
     assert trl_args(config, str(tmp_path), max_steps=1).gradient_checkpointing is on
     sft = sft_args(config, str(tmp_path))
     assert sft.gradient_checkpointing is on
-    assert (sft.learning_rate, sft.per_device_train_batch_size) == (3e-3, 128)
+    assert (sft.learning_rate, sft.per_device_train_batch_size) == (2.5e-3, 128)
