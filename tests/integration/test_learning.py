@@ -1,8 +1,8 @@
 """The tiny model learns: held-out greedy Pass@1 is clearly higher after GMPO than before.
 
 A smaller version of the README's learning table (`tiny-cpu`, the arithmetic task):
-the same supervised warm-up to Pass@1 0.18, then 800 GMPO steps at lr 7e-4 and weight
-decay 1.0 instead of the preset's 3.5e-4 / 2.0 over 2000, validated on 500 held-out
+the same supervised warm-up to Pass@1 0.18, then 800 GMPO steps instead of the
+preset's 2000 (its lr and decay, 50 lr warm-up steps), validated on 500 held-out
 problems.
 """
 
@@ -25,9 +25,8 @@ def test_gmpo_raises_held_out_pass_at_1_on_the_tiny_model(tmp_path):
             f"data.val_files={val}",
             "trainer.total_steps=800",
             "optim.warmup_steps=50",
-            # a schedule of 800 steps instead of 2000 needs a higher peak than the preset's
-            "optim.lr=7e-4",
-            "optim.weight_decay=1.0",
+            # the preset's lr and decay; a higher peak for the shorter schedule (7e-4 with
+            # decay 1.0) collapsed from this warm-up: 0.278 -> 0.008
             "trainer.test_freq=800",
             "trainer.save_freq=-1",
         ],
@@ -39,6 +38,7 @@ def test_gmpo_raises_held_out_pass_at_1_on_the_tiny_model(tmp_path):
     # the warm-up stops near its target (0.18 on the check prompts; 0.27 on the 2000
     # held-out problems for this seed): RL starts from a weak model
     assert before <= 0.32, before
+    # measured 0.278 -> 0.854 (2026-12-04, answers zero-padded); 0.180 -> 0.216 before
     assert after >= before + 0.02, (before, after)
     records = list(read_metrics(result.metrics_file))
     assert [r["step"] for r in records if PASS_AT_1 in r["data"]] == [0, 800]
