@@ -53,7 +53,9 @@ class Progress:
 
     ``what``: the phase's name in each line; ``unit``: ``step`` or ``problem``;
     ``tty``: force the bar (True) or the lines (False); default: whether ``stream``
-    is a terminal.
+    is a terminal. ``until``: a phase that ends on a goal rather than at ``total`` (the
+    warm-up stops at its Pass@1 target): the lines name the goal, ``total`` as a limit,
+    and no percentage or ETA towards a total it seldom reaches.
     """
 
     def __init__(
@@ -67,8 +69,9 @@ class Progress:
         tty: bool | None = None,
         every: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        until: str | None = None,
     ):
-        self.what, self.total, self.unit = what, total, unit
+        self.what, self.total, self.unit, self.until = what, total, unit, until
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty() if tty is None else tty
         self.every = every_s() if every is None else every
@@ -122,6 +125,10 @@ class Progress:
         of = f"/{self.total} ({100 * self.done // self.total}%)" if self.total > 0 else ""
         figures = "".join(f" {k} {v:.3f}" for k, v in self.shown.items())
         eta = f", ETA {duration(left)}" if self.total > 0 and self.done < self.total else ""
+        if self.until is not None:
+            limit = f", at most {self.total} {self.unit}s" if self.total > 0 else ""
+            of, eta = "", ""
+            figures += f" (until {self.until}{limit})"
         if rate >= 1:
             speed = f"{rate:.2f} {self.unit}/s"
         elif rate > 0:

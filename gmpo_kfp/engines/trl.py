@@ -515,16 +515,20 @@ class ProgressCallback(TrainerCallback):
     """Rollout steps with the reward and the latest Pass@1 (:class:`gmpo_kfp.progress.Progress`:
     a bar on a terminal, plain lines elsewhere)."""
 
-    def __init__(self, total: int, metrics: Any, *, per_rollout: int, desc: str):
-        # ``metrics``: any object whose ``last`` dict holds the latest metric values
+    def __init__(
+        self, total: int, metrics: Any, *, per_rollout: int, desc: str, until: str | None = None
+    ):
+        # ``metrics``: any object whose ``last`` dict holds the latest metric values;
+        # ``until``: the goal a phase stops at before ``total`` (Progress's ``until``)
         self.total, self.metrics, self.per_rollout, self.desc = total, metrics, per_rollout, desc
+        self.until = until
         self.progress: Any = None
 
     def on_train_begin(self, args, state, control, **kw):
         from gmpo_kfp.progress import Progress
 
         initial = state.global_step // self.per_rollout
-        self.progress = Progress(self.desc, self.total, initial=initial)
+        self.progress = Progress(self.desc, self.total, initial=initial, until=self.until)
 
     def on_log(self, args, state, control, logs=None, **kw):
         if self.progress is not None:
@@ -675,7 +679,10 @@ def sft_warmup(
     )
     _quiet(trainer)
     if progress:
-        trainer.add_callback(ProgressCallback(s.max_steps, stop, per_rollout=1, desc="warm-up"))
+        until = f"pass@1 {s.target_pass_at_1:g}"
+        trainer.add_callback(
+            ProgressCallback(s.max_steps, stop, per_rollout=1, desc="warm-up", until=until)
+        )
     start = time.perf_counter()
     trainer.train()
     return {

@@ -52,6 +52,17 @@ def test_a_resumed_phase_counts_its_speed_from_where_it_resumed():
     assert "2100/2400 (87%) | 1.00 step/s, 1m40s, ETA 5m00s" in lines(out)[-1]
 
 
+def test_a_phase_that_stops_at_a_goal_names_it_instead_of_an_eta():
+    out, clock = io.StringIO(), Clock()
+    p = Progress("warm-up", 2000, stream=out, tty=False, every=0, clock=clock, until="pass@1 0.18")
+    clock.now = 10
+    p.update(200, {M.PASS_AT_1: 0.11})
+    assert lines(out)[-1] == (
+        "gmpo: warm-up 200 pass@1 0.110 (until pass@1 0.18, at most 2000 steps)"
+        " | 20.00 step/s, 10 s"
+    )
+
+
 def test_slow_phases_and_unknown_totals_read_plainly():
     out, clock = io.StringIO(), Clock()
     p = Progress("evaluate", 0, unit="problem", stream=out, tty=False, every=0, clock=clock)
