@@ -86,8 +86,13 @@ def test_the_loss_sees_the_same_inputs_as_a_full_fine_tune(tmp_path, data, warm,
     one_step = {"trainer.total_steps": 1, "trainer.test_freq": -1, "trainer.save_freq": -1}
     one_step["model.path"] = str(warm)
     # 32 prompts: from a model at Pass@1 ~0.1, 8 prompts x 4 can all be uniform groups
-    one_step.update({"batch.train_batch_size": 32, "batch.mini_batch_size": 32})
-    one_step["batch.micro_batch_size_per_gpu"] = 128
+    one_step.update(
+        {
+            "batch.train_batch_size": 32,
+            "batch.mini_batch_size": 32,
+            "batch.micro_batch_size_per_gpu": 128,
+        }
+    )
     for run, extra in (("full", {}), ("lora", LORA)):
         train(tiny_config(tmp_path / run, data, **one_step, **extra), progress=False)
     assert len(seen["full"]) == len(seen["lora"]) == 1
